@@ -1,0 +1,7 @@
+# cli/: the vmhop binary's command layer: argument parsing, printing, exit codes.
+vmhop_SOURCES += \
+	cli/main.c \
+	cli/commands.h \
+	cli/cmd-run.c \
+	cli/cmd-ctl.c \
+	cli/cmd-stream-info.c

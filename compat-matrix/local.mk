@@ -1,0 +1,1 @@
+# compat-matrix: sources and tests are added here

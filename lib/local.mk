@@ -1,0 +1,2 @@
+# lib/: helpers every module uses (errors, logging, parsing, I/O loops).
+libvmhop_a_SOURCES += lib/err.c lib/log.c lib/util.c

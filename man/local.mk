@@ -1,0 +1,1 @@
+# man: sources and tests are added here

@@ -1,0 +1,1 @@
+# migrate: sources and tests are added here

@@ -1,0 +1,1 @@
+# snapshot: sources and tests are added here

@@ -1,0 +1,1 @@
+# tests/fuzz: sources and tests are added here

@@ -1,0 +1,1 @@
+# tests/guest: sources and tests are added here

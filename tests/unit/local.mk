@@ -1,0 +1,2 @@
+# tests/unit/: Check suites, one program per module.
+include tests/unit/stream.mk

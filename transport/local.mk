@@ -1,0 +1,1 @@
+# transport: sources and tests are added here
