@@ -3,5 +3,7 @@ vmhop_SOURCES += \
 	cli/main.c \
 	cli/commands.h \
 	cli/cmd-run.c \
+	cli/vm-loop.c \
+	cli/vm-loop.h \
 	cli/cmd-ctl.c \
 	cli/cmd-stream-info.c

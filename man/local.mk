@@ -1,1 +1,2 @@
-# man: sources and tests are added here
+# man/: a page for every command and file format.
+dist_man_MANS += man/vmhop.1 man/vmhop-run.1

@@ -2,4 +2,13 @@
 libvmhop_a_SOURCES += \
 	vmm/io-bus.c \
 	vmm/guest-mem.c \
-	vmm/vm-config.c
+	vmm/vm-config.c \
+	vmm/vm.c \
+	vmm/vm-devices.c \
+	vmm/vcpu.c \
+	vmm/cpuid.c \
+	vmm/boot-common.c \
+	vmm/boot-pvh.c \
+	vmm/mptable.c \
+	vmm/uart.c \
+	vmm/pm.c

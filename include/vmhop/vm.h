@@ -69,6 +69,7 @@ struct vm {
 	vm_stop_fn on_stop;
 	void *on_stop_opaque;
 	uint64_t started_ns;
+	int serial_fd;
 };
 
 /* Opens /dev/kvm (path overridable for tests), creates the VM, irqchip, PIT,

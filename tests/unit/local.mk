@@ -1,2 +1,4 @@
 # tests/unit/: Check suites, one program per module.
 include tests/unit/stream.mk
+include tests/unit/devices.mk
+include tests/unit/control.mk
