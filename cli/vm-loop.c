@@ -25,21 +25,22 @@ static void on_vm_stop(struct vm *vm, void *opaque)
 	uv_async_send(&l->stopped);
 }
 
-static void close_all(uv_handle_t *h, void *arg)
+static void close_own_handles(struct vm_loop *l)
 {
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
+	uv_handle_t *hs[] = { (uv_handle_t *)&l->stopped, (uv_handle_t *)&l->sigint,
+			      (uv_handle_t *)&l->sigterm, (uv_handle_t *)&l->sighup };
+	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+		if (hs[i]->loop && !uv_is_closing(hs[i]))
+			uv_close(hs[i], NULL);
 }
 
 static void on_stopped(uv_async_t *a)
 {
 	struct vm_loop *l = a->data;
-	if (l->control) {
-		control__stop(l->control);
-		l->control = NULL;
-	}
-	uv_walk(&l->loop, close_all, NULL);
+	/* The control server owns and closes its own handles; close ours. */
+	control__stop(l->control);
+	l->control = NULL;
+	close_own_handles(l);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -79,7 +80,7 @@ int vm_loop__run(struct vm *vm, const char *who)
 		r = watch_signal(&l, &l.sighup, SIGHUP);
 	if (r) {
 		fprintf(stderr, "%s: event loop: %s\n", who, uv_strerror(r));
-		uv_walk(&l.loop, close_all, NULL);
+		close_own_handles(&l);
 		uv_run(&l.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&l.loop);
 		return 1;

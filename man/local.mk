@@ -1,2 +1,3 @@
 # man/: a page for every command and file format.
 dist_man_MANS += man/vmhop.1 man/vmhop-run.1
+dist_man_MANS += man/vmhop-ctl.1

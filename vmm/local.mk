@@ -4,8 +4,10 @@ libvmhop_a_SOURCES += \
 	vmm/guest-mem.c \
 	vmm/vm-config.c \
 	vmm/vm.c \
+	vmm/vm-state.c \
 	vmm/vm-devices.c \
 	vmm/vcpu.c \
+	vmm/vcpu-state.c \
 	vmm/cpuid.c \
 	vmm/boot-common.c \
 	vmm/boot-pvh.c \
