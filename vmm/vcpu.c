@@ -130,10 +130,18 @@ static void handle_io(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		int r;
 		if (run->io.direction == KVM_EXIT_IO_OUT)
-			io_bus__write(&v->vm->pio, run->io.port, data, run->io.size);
+			r = io_bus__write(&v->vm->pio, run->io.port, data, run->io.size);
 		else
-			io_bus__read(&v->vm->pio, run->io.port, data, run->io.size);
+			r = io_bus__read(&v->vm->pio, run->io.port, data, run->io.size);
+		if (r == -ENOENT && log__level() >= LOG_DEBUG) {
+			uint32_t val = 0;
+			memcpy(&val, data, run->io.size < 4 ? run->io.size : 4);
+			pr_debug("vCPU %u: unclaimed port %s 0x%x size %u value 0x%x", v->id,
+				 run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read",
+				 run->io.port, run->io.size, val);
+		}
 	}
 }
 
