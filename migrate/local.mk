@@ -1,1 +1,17 @@
-# migrate: sources and tests are added here
+# migrate/: the stream codec (header, framed records, CRC32C, digest), memory
+# records and index, and the state-section registry. See migrate/README.md.
+libvmhop_a_SOURCES += \
+	migrate/crc32c.c \
+	migrate/stream-io.c \
+	migrate/stream-buf.c \
+	migrate/stream-header.c \
+	migrate/stream-types.c \
+	migrate/stream-write.c \
+	migrate/stream-read.c \
+	migrate/stream-mem-enc.c \
+	migrate/stream-mem-dec.c \
+	migrate/stream-index.c \
+	migrate/section.c \
+	migrate/section-codec.c \
+	migrate/section-stream.c
+EXTRA_DIST += migrate/README.md
