@@ -1,1 +1,10 @@
-# tests/e2e: sources and tests are added here
+# tests/e2e/: whole-command tests on real /dev/kvm (python3, stdlib only).
+E2E_TESTS = \
+	tests/e2e/test-boot-smp.py \
+	tests/e2e/test-disk.py \
+	tests/e2e/test-control.py \
+	tests/e2e/test-bad-input.py
+TESTS += $(E2E_TESTS)
+EXTRA_DIST += $(E2E_TESTS) tests/e2e/vmhoptest.py tests/e2e/README.md
+# The tests import vmhoptest from their own directory.
+PY_LOG_COMPILER = env PYTHONPATH=$(abs_top_srcdir)/tests/e2e $(PYTHON3)

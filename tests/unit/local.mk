@@ -2,3 +2,4 @@
 include tests/unit/stream.mk
 include tests/unit/devices.mk
 include tests/unit/control.mk
+include tests/unit/harness.mk
