@@ -6,5 +6,6 @@
 int cmd_run(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_stream_info(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif

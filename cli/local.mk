@@ -6,4 +6,6 @@ vmhop_SOURCES += \
 	cli/vm-loop.c \
 	cli/vm-loop.h \
 	cli/cmd-ctl.c \
-	cli/cmd-stream-info.c
+	cli/cmd-stream-info.c \
+	cli/cmd-snapshot.c
+EXTRA_DIST += cli/README.md

@@ -1,1 +1,2 @@
 # transport: sources and tests are added here
+EXTRA_DIST += transport/README.md

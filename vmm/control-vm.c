@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vmhop/control-vm.h"
+#include "vmhop/snapshot.h"
 #include "vmhop/util.h"
 #include "vmhop/vm-config-json.h"
 
@@ -101,6 +102,8 @@ static int query_config(void *ctx, struct json_object *args, struct json_object 
 	return 0;
 }
 
+static const char *const snapshot_params[] = { "path", "compress", "disks", NULL };
+
 static const struct control_cmd vm_commands[] = {
 	{ "query-status", query_status, "state of the VM: status, running, name, uptime_ms", NULL, NULL },
 	{ "pause", do_pause, "stop every vCPU (the VM keeps its state)", NULL, NULL },
@@ -108,6 +111,8 @@ static const struct control_cmd vm_commands[] = {
 	{ "shutdown", do_shutdown, "ask the guest to power off", NULL, NULL },
 	{ "quit", do_quit, "stop the VM now and end the process", NULL, NULL },
 	{ "query-config", query_config, "the VM's configuration", NULL, NULL },
+	{ "snapshot-create", snapshot__control_create,
+	  "checkpoint the VM to a new file: path, compress, disks=include|external", snapshot_params, NULL },
 };
 
 const struct control_cmd *control_vm__commands(size_t *n)

@@ -6,6 +6,7 @@ libvmhop_a_SOURCES += \
 	vmm/vm.c \
 	vmm/vm-state.c \
 	vmm/vm-devices.c \
+	vmm/vm-sections.c \
 	vmm/vcpu.c \
 	vmm/vcpu-state.c \
 	vmm/cpuid.c \
@@ -14,3 +15,4 @@ libvmhop_a_SOURCES += \
 	vmm/mptable.c \
 	vmm/uart.c \
 	vmm/pm.c
+EXTRA_DIST += vmm/README.md

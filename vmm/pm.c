@@ -130,3 +130,8 @@ void pm__power_button(struct pm_dev *pm)
 	/* An ACPI guest with PWRBTN_EN would get an SCI (IRQ 9) here; the
 	 * ACPI tables come with the Linux-guest work. */
 }
+
+struct pm_state *pm__state(struct pm_dev *pm)
+{
+	return &pm->st;
+}

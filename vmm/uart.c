@@ -211,3 +211,16 @@ void uart__destroy(struct uart *u)
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
+
+struct uart_state *uart__state(struct uart *u)
+{
+	return &u->st;
+}
+
+void uart__post_load(struct uart *u)
+{
+	pthread_mutex_lock(&u->lock);
+	u->irq_level = -1;	/* force the line to the loaded state */
+	update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+}

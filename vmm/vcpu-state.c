@@ -73,15 +73,29 @@ static int load_cpuid(struct vcpu *v, const struct vcpu_state *s, struct err *e)
  * the FPU state travels in the legacy area of `xsave` through KVM_GET_FPU. */
 static int save_xsave(struct vcpu *v, struct vcpu_state *s, struct err *e)
 {
-	s->has_xsave = ioctl(v->fd, KVM_GET_XSAVE, &s->xsave) == 0;
+	struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+	if (!xs)
+		return err__set(e, ENOMEM, "out of memory");
+	s->has_xsave = ioctl(v->fd, KVM_GET_XSAVE, xs) == 0;
+	memcpy(s->xsave, xs->region, sizeof(s->xsave));
+	free(xs);
 	s->has_xcrs = ioctl(v->fd, KVM_GET_XCRS, &s->xcrs) == 0;
 	return 0;
 }
 
 static int load_xsave(struct vcpu *v, const struct vcpu_state *s, struct err *e)
 {
-	if (s->has_xsave && ioctl(v->fd, KVM_SET_XSAVE, &s->xsave) < 0)
-		return err__setsys(e, errno, "KVM_SET_XSAVE vCPU %u", v->id);
+	if (s->has_xsave) {
+		struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+		if (!xs)
+			return err__set(e, ENOMEM, "out of memory");
+		memcpy(xs->region, s->xsave, sizeof(s->xsave));
+		int r = ioctl(v->fd, KVM_SET_XSAVE, xs);
+		int saved = errno;
+		free(xs);
+		if (r < 0)
+			return err__setsys(e, saved, "KVM_SET_XSAVE vCPU %u", v->id);
+	}
 	if (s->has_xcrs && ioctl(v->fd, KVM_SET_XCRS, &s->xcrs) < 0)
 		return err__setsys(e, errno, "KVM_SET_XCRS vCPU %u", v->id);
 	return 0;

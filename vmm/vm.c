@@ -15,6 +15,7 @@
 #include "vmhop/util.h"
 #include "vmhop/vcpu.h"
 #include "vmhop/vm-devices.h"
+#include "vmhop/vm-sections.h"
 #include "vmhop/vm.h"
 
 /* Intel-only helper areas KVM needs below 4 GiB, out of our RAM and BARs. */
@@ -138,7 +139,7 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *be, struct err *
 		free(c);
 		if (!r)
 			r = setup_lapic(v, e);
-		if (!r)
+		if (!r && be)
 			r = vcpu__setup_pvh(v, be->entry, be->boot_info, e);
 	}
 	free(sup);
@@ -165,7 +166,7 @@ static int open_serial(struct vm_config *cfg, int *fd, struct err *e)
 	return err__set(e, EINVAL, "bad serial mode");
 }
 
-int vm__create(struct vm **out, struct vm_config *cfg, struct err *e)
+static int create(struct vm **out, struct vm_config *cfg, bool boot, struct err *e)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -182,7 +183,7 @@ int vm__create(struct vm **out, struct vm_config *cfg, struct err *e)
 	int r = 0;
 	if (cfg->nr_cpus == 0)
 		r = err__set(e, EINVAL, "--cpus must be at least 1");
-	if (!r && !cfg->kernel)
+	if (!r && boot && !cfg->kernel)
 		r = err__set(e, EINVAL, "--kernel is required");
 	if (!r)
 		r = open_kvm(vm, e);
@@ -196,9 +197,9 @@ int vm__create(struct vm **out, struct vm_config *cfg, struct err *e)
 	if (!r)
 		r = guest_mem__register(&vm->mem, vm->vm_fd, 0, e);
 	struct boot_entry be;
-	if (!r)
+	if (!r && boot)
 		r = boot__load_kernel(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, &be, e);
-	if (!r)
+	if (!r && boot)
 		r = boot__write_mptable(&vm->mem, cfg->nr_cpus, e);
 	if (!r)
 		r = open_serial(cfg, &vm->serial_fd, e);
@@ -209,13 +210,25 @@ int vm__create(struct vm **out, struct vm_config *cfg, struct err *e)
 	if (!r)
 		r = vm_devices__create(vm, e);
 	if (!r)
-		r = create_vcpus(vm, &be, e);
+		r = create_vcpus(vm, boot ? &be : NULL, e);
+	if (!r)
+		r = vm_sections__register(vm, e);
 	if (r < 0) {
 		vm__destroy(vm);
 		return r;
 	}
 	*out = vm;
 	return 0;
+}
+
+int vm__create(struct vm **out, struct vm_config *cfg, struct err *e)
+{
+	return create(out, cfg, true, e);
+}
+
+int vm__create_incoming(struct vm **out, struct vm_config *cfg, struct err *e)
+{
+	return create(out, cfg, false, e);
 }
 
 void vm__destroy(struct vm *vm)
@@ -227,6 +240,7 @@ void vm__destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu__destroy(vm->vcpus[i]);
 	free(vm->vcpus);
+	vm_sections__free(vm);
 	vm_devices__destroy(vm);
 	pm__destroy(vm->pm);
 	uart__destroy(vm->uart);

@@ -21,6 +21,7 @@ struct pm_dev;
 
 int pm__create(struct vm *vm, struct pm_dev **out, struct err *e);
 void pm__destroy(struct pm_dev *pm);
+struct pm_state *pm__state(struct pm_dev *pm);
 /* Presses the power button: sets PWRBTN_STS for the guest to see. */
 void pm__power_button(struct pm_dev *pm);
 

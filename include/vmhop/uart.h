@@ -26,6 +26,10 @@ int uart__create(struct vm *vm, uint16_t base, unsigned irq, int out_fd, struct 
 void uart__destroy(struct uart *u);
 /* Queues input bytes for the guest; returns how many fitted. */
 size_t uart__input(struct uart *u, const uint8_t *buf, size_t len);
+/* The register state, for save/load while the VM is paused; after a load,
+ * uart__post_load re-derives the interrupt line. */
+struct uart_state *uart__state(struct uart *u);
+void uart__post_load(struct uart *u);
 /* Writes any buffered output to the fd. */
 void uart__flush(struct uart *u);
 

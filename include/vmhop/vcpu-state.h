@@ -19,7 +19,8 @@ struct vcpu_state {
 	struct kvm_mp_state mp_state;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	struct kvm_xsave xsave;		/* legacy 4 KiB area (FPU/SSE/AVX) */
+	uint32_t xsave[1024];		/* struct kvm_xsave's 4 KiB region (FPU/SSE/AVX);
+					 * kept as an array: kvm_xsave ends in a flexible member */
 	struct kvm_xcrs xcrs;
 	struct kvm_debugregs debugregs;
 	struct kvm_lapic_state lapic;

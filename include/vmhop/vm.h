@@ -21,6 +21,7 @@ struct pci_bus;
 struct pm_dev;
 struct virtio_blk;
 struct irq_routing;
+struct vm_sections;
 
 enum vm_state {
 	VM_CREATED,	/* built, vCPUs not started */
@@ -70,11 +71,15 @@ struct vm {
 	void *on_stop_opaque;
 	uint64_t started_ns;
 	int serial_fd;
+	struct vm_sections *sections;	/* state-section registry and buffers */
 };
 
 /* Opens /dev/kvm (path overridable for tests), creates the VM, irqchip, PIT,
  * RAM, devices and vCPUs, and loads the kernel. Does not start vCPUs. */
 int vm__create(struct vm **out, struct vm_config *cfg, struct err *e);
+/* Builds the same VM without loading a kernel: its state (RAM, vCPUs,
+ * devices) comes from a migration stream or snapshot afterwards. */
+int vm__create_incoming(struct vm **out, struct vm_config *cfg, struct err *e);
 void vm__destroy(struct vm *vm);
 int vm__start(struct vm *vm, struct err *e);
 /* Parks every vCPU outside KVM_RUN; returns once all are parked. */

@@ -3,7 +3,8 @@ E2E_TESTS = \
 	tests/e2e/test-boot-smp.py \
 	tests/e2e/test-disk.py \
 	tests/e2e/test-control.py \
-	tests/e2e/test-bad-input.py
+	tests/e2e/test-bad-input.py \
+	tests/e2e/test-snapshot.py
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/vmhoptest.py tests/e2e/README.md
 # The tests import vmhoptest from their own directory.

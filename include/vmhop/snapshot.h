@@ -1,0 +1,44 @@
+/* Checkpoints of a VM into a file in the stream format, and VMs rebuilt from
+ * them. The file is written under a temporary name and renamed only once it
+ * is complete and on disk, so a crash or a full disk never leaves a half
+ * file under the final name. */
+#ifndef VMHOP_SNAPSHOT_H
+#define VMHOP_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmhop/err.h"
+
+struct vm;
+struct vm_config;
+
+struct snapshot_stats {
+	uint64_t bytes;			/* file size */
+	uint64_t pages_zero, pages_raw, pages_zstd;
+	uint64_t pause_ns;		/* vCPUs stopped for the checkpoint */
+	uint64_t total_ns;
+};
+
+/* Pauses the VM (if running), writes every state section and all RAM to
+ * path, resumes it. Refuses an existing path. */
+int snapshot__create(struct vm *vm, const char *path, bool compress,
+		     struct snapshot_stats *st, struct err *e);
+
+/* Settings of the restoring process that are not the checkpoint's. */
+struct snapshot_restore_opts {
+	const char *serial;		/* "stdio", "none", "file:PATH"; NULL keeps stdio */
+	const char *control;		/* control socket path or NULL */
+};
+
+/* Builds a VM from a checkpoint file, ready for vm_loop__run. The release
+ * level is checked at the header, before anything else is read. */
+int snapshot__restore(const char *path, const struct snapshot_restore_opts *o,
+		      struct vm **out, struct vm_config **cfg_out, struct err *e);
+
+/* The control socket's snapshot-create handler (ctx is the struct vm). */
+struct json_object;
+int snapshot__control_create(void *ctx, struct json_object *args, struct json_object **result,
+			     struct err *e);
+
+#endif
