@@ -23,11 +23,6 @@ static const char *status_name(enum vm_state s)
 	return "unknown";
 }
 
-static bool ended(enum vm_state s)
-{
-	return s == VM_SHUTDOWN || s == VM_QUIT || s == VM_CRASHED;
-}
-
 static int query_status(void *ctx, struct json_object *args, struct json_object **result,
 			struct err *e)
 {
@@ -77,7 +72,7 @@ static int do_shutdown(void *ctx, struct json_object *args, struct json_object *
 {
 	struct vm *vm = ctx;
 	enum vm_state st = vm__state(vm);
-	if (ended(st))
+	if (vm__state_ended(st))
 		return err__set(e, EBUSY, "cannot shut down: the VM is %s", status_name(st));
 	return vm__request_shutdown(vm, e);
 }

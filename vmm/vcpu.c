@@ -234,27 +234,22 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
-static bool ended(enum vm_state s)
-{
-	return s == VM_SHUTDOWN || s == VM_QUIT || s == VM_CRASHED;
-}
-
 /* Parks while a pause is requested. Returns false when the VM ended. Called
  * with vm->lock held. */
 static bool park_if_requested(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
-	if (vm->pause_req && !ended(vm->state)) {
+	if (vm->pause_req && !vm__state_ended(vm->state)) {
 		vm->nr_parked++;
 		pthread_cond_broadcast(&vm->cond);
-		while (vm->pause_req && !ended(vm->state))
+		while (vm->pause_req && !vm__state_ended(vm->state))
 			pthread_cond_wait(&vm->cond, &vm->lock);
 		vm->nr_parked--;
 	}
 	/* Cleared under the lock: a pauser sets it under the same lock, so a
 	 * request made after this point still interrupts the next KVM_RUN. */
 	v->run->immediate_exit = 0;
-	return !ended(vm->state);
+	return !vm__state_ended(vm->state);
 }
 
 static void *vcpu_thread(void *arg)

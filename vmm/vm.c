@@ -32,11 +32,6 @@ const char *vm__state_name(enum vm_state s)
 	return s < ARRAY_SIZE(names) ? names[s] : "unknown";
 }
 
-static bool ended(enum vm_state s)
-{
-	return s == VM_SHUTDOWN || s == VM_QUIT || s == VM_CRASHED;
-}
-
 static int open_kvm(struct vm *vm, struct err *e)
 {
 	const char *path = getenv("VMHOP_KVM_DEVICE");
@@ -288,9 +283,9 @@ int vm__pause(struct vm *vm, struct err *e)
 	vm->pause_req = true;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu__kick(vm->vcpus[i]);
-	while (vm->nr_parked + vm->nr_exited < vm->nr_vcpus && !ended(vm->state))
+	while (vm->nr_parked + vm->nr_exited < vm->nr_vcpus && !vm__state_ended(vm->state))
 		pthread_cond_wait(&vm->cond, &vm->lock);
-	if (ended(vm->state)) {
+	if (vm__state_ended(vm->state)) {
 		vm->pause_req = false;
 		pthread_mutex_unlock(&vm->lock);
 		return err__set(e, EINVAL, "VM ended while pausing");
@@ -334,7 +329,7 @@ int vm__request_shutdown(struct vm *vm, struct err *e)
 void vm__stop(struct vm *vm, enum vm_state why, const char *reason)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (ended(vm->state)) {
+	if (vm__state_ended(vm->state)) {
 		pthread_mutex_unlock(&vm->lock);
 		return;
 	}

@@ -34,6 +34,12 @@ enum vm_state {
 
 const char *vm__state_name(enum vm_state s);
 
+/* True once the VM can never run again. */
+static inline bool vm__state_ended(enum vm_state s)
+{
+	return s == VM_SHUTDOWN || s == VM_QUIT || s == VM_CRASHED;
+}
+
 /* Called once, from whichever thread ended the VM (a vCPU thread, or the
  * caller of vm__quit), after the state became SHUTDOWN/QUIT/CRASHED. */
 typedef void (*vm_stop_fn)(struct vm *vm, void *opaque);
