@@ -37,6 +37,11 @@ struct blk_sec {
 	struct virtio_blk *blk;
 };
 
+struct uart_sec {
+	struct uart_state st;
+	struct uart *uart;
+};
+
 struct config_sec {
 	struct vm *vm;			/* saving, or checking on load */
 	struct vm_config *out;		/* parsing only */
@@ -48,6 +53,7 @@ struct vm_sections {
 	struct kvm_sec kvm;
 	struct cpu_sec *cpus;
 	struct blk_sec blks[VM_MAX_DISKS];
+	struct uart_sec uart;
 };
 
 /* ---- vm-config: the configuration as JSON, so receivers can build the VM */
@@ -185,18 +191,28 @@ static const struct section_field uart_fields[] = {
 	SECTION_FIELDS_END
 };
 
-/* The uart section's opaque is its state; the device is found through it. */
+static int uart_pre_save(void *opaque, struct err *e)
+{
+	struct uart_sec *u = opaque;
+	u->st = *uart__state(u->uart);
+	return 0;
+}
+
+/* Loaded into a copy first: a bad stream must not reach the live device,
+ * and the interrupt line has to follow the loaded registers. */
 static int uart_post_load(void *opaque, uint32_t version, struct err *e)
 {
-	struct uart_state *st = opaque;
-	if (st->rx_head >= sizeof(st->rx) || st->rx_count > sizeof(st->rx))
+	struct uart_sec *u = opaque;
+	if (u->st.rx_head >= sizeof(u->st.rx) || u->st.rx_count > sizeof(u->st.rx))
 		return err__set(e, EINVAL, "uart: receive buffer indexes out of range");
+	*uart__state(u->uart) = u->st;
+	uart__post_load(u->uart);
 	return 0;
 }
 
 static const struct section_desc uart_desc = {
 	.name = "uart", .version = 1, .min_version = 1, .fields = uart_fields,
-	.post_load = uart_post_load,
+	.pre_save = uart_pre_save, .post_load = uart_post_load,
 };
 
 static const struct section_field pm_fields[] = {
@@ -257,8 +273,9 @@ int vm_sections__register(struct vm *vm, struct err *e)
 		s->cpus[i].v = vm->vcpus[i];
 		r = section__register(&s->reg, &cpu_desc, i, &s->cpus[i], e);
 	}
+	s->uart.uart = vm->uart;
 	if (!r)
-		r = section__register(&s->reg, &uart_desc, 0, uart__state(vm->uart), e);
+		r = section__register(&s->reg, &uart_desc, 0, &s->uart, e);
 	if (!r)
 		r = section__register(&s->reg, &pm_desc, 0, pm__state(vm->pm), e);
 	for (unsigned i = 0; !r && i < vm->nr_blk; i++) {
