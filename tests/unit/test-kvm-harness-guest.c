@@ -1,46 +1,12 @@
 /* Guest code of test-kvm-harness.c. Runs at CPL3 inside the test VM:
  * compiled without instrumentation (tests/unit/harness.mk) and calls nothing
- * outside this file and kvm-harness.h. */
+ * outside this file, kvm-harness.h and the test guest's inline helpers
+ * (tests/guest/arch.h: port I/O, all inline asm). */
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tests/guest/arch.h"
 #include "tests/unit/kvm-harness.h"
-
-static inline void outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline void outw(uint16_t port, uint16_t v)
-{
-	__asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline void outl(uint16_t port, uint32_t v)
-{
-	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint16_t inw(uint16_t port)
-{
-	uint16_t v;
-	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
 
 /* Kept in .rodata on purpose: the guest reads the binary's copy. */
 static const uint16_t string_words[3] = { 0x1111, 0x2222, 0x3333 };
