@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,78 +55,55 @@ int util__parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int util__write_all(int fd, const void *buf, size_t len)
+/* One loop for the four helpers: off < 0 uses the fd's own position. A
+ * zero-byte transfer before len is done reports eof_err. */
+static int transfer_all(int fd, void *buf, size_t len, off_t off, bool out, int eof_err)
 {
-	const char *p = buf;
+	char *p = buf;
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n;
+		if (out)
+			n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, off);
+		else
+			n = off < 0 ? read(fd, p, len) : pread(fd, p, len, off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (n == 0)
-			return -EPIPE;
+			return eof_err;
 		p += n;
+		if (off >= 0)
+			off += n;
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* The write paths never store through buf: the casts only share the loop. */
+int util__write_all(int fd, const void *buf, size_t len)
+{
+	return transfer_all(fd, (void *)buf, len, -1, true, -EPIPE);
 }
 
 int util__read_all(int fd, void *buf, size_t len)
 {
-	char *p = buf;
-	while (len) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -ENODATA;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return transfer_all(fd, buf, len, -1, false, -ENODATA);
 }
 
 int util__pread_all(int fd, void *buf, size_t len, off_t off)
 {
-	char *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -ENODATA;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (off < 0)
+		return -EINVAL;	/* what pread itself answers */
+	return transfer_all(fd, buf, len, off, false, -ENODATA);
 }
 
 int util__pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
-	const char *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (off < 0)
+		return -EINVAL;
+	return transfer_all(fd, (void *)buf, len, off, true, -EIO);
 }
 
 uint64_t util__now_ns(void)
