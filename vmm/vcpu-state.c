@@ -139,15 +139,35 @@ int vcpu_state__msr_list(int kvm_fd, int vcpu_fd, uint32_t *idx, uint32_t max, u
 	return 0;
 }
 
+/* Saves run on one thread with the VM paused, so filling the cache here
+ * needs no lock. */
+static int vm_msr_list(struct vcpu *v, struct err *e)
+{
+	struct vm *vm = v->vm;
+	if (vm->msr_index)
+		return 0;
+	uint32_t *idx = calloc(VCPU_STATE_MAX_MSRS, sizeof(*idx));
+	if (!idx)
+		return err__set(e, ENOMEM, "out of memory");
+	uint32_t n;
+	int r = vcpu_state__msr_list(vm->kvm_fd, v->fd, idx, VCPU_STATE_MAX_MSRS, &n, e);
+	if (r < 0) {
+		free(idx);
+		return r;
+	}
+	vm->msr_index = idx;
+	vm->nr_msr_index = n;
+	return 0;
+}
+
 static int save_msrs(struct vcpu *v, struct vcpu_state *s, struct err *e)
 {
-	uint32_t idx[VCPU_STATE_MAX_MSRS];
-	uint32_t n;
-	int r = vcpu_state__msr_list(v->vm->kvm_fd, v->fd, idx, VCPU_STATE_MAX_MSRS, &n, e);
+	int r = vm_msr_list(v, e);
 	if (r < 0)
 		return r;
+	uint32_t n = v->vm->nr_msr_index;
 	for (uint32_t i = 0; i < n; i++)
-		s->msrs[i] = (struct kvm_msr_entry){ .index = idx[i] };
+		s->msrs[i] = (struct kvm_msr_entry){ .index = v->vm->msr_index[i] };
 	r = msr_ioctl(v, KVM_GET_MSRS, s->msrs, n);
 	if (r < 0 || (uint32_t)r != n)
 		return err__set(e, EIO, "KVM_GET_MSRS vCPU %u: read %d of %u MSRs", v->id, r, n);

@@ -249,6 +249,7 @@ void vm__destroy(struct vm *vm)
 	io_bus__destroy(&vm->pio);
 	io_bus__destroy(&vm->mmio);
 	free(vm->crash_regs);
+	free(vm->msr_index);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);

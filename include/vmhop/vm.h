@@ -78,6 +78,10 @@ struct vm {
 	uint64_t started_ns;
 	int serial_fd;
 	struct vm_sections *sections;	/* state-section registry and buffers */
+	/* MSRs a save reads: the same for every vCPU of this VM, so probed once
+	 * (on the first save) rather than per vCPU and per save. */
+	uint32_t *msr_index;
+	uint32_t nr_msr_index;
 };
 
 /* Opens /dev/kvm (path overridable for tests), creates the VM, irqchip, PIT,
