@@ -16,12 +16,10 @@
 #include <json-c/json.h>
 
 #include "cli/commands.h"
+#include "cli/ctl-client.h"
 #include "vmhop/util.h"
 
 #define DEFAULT_TIMEOUT 30
-/* Far above any reply today (query-config is a few KiB), low enough that a
- * confused peer cannot make the client eat memory. */
-#define REPLY_MAX (16 * 1024 * 1024)
 #define EXIT_REPLY_ERROR 1
 #define EXIT_USAGE 2
 
@@ -140,104 +138,6 @@ static char *raw_request(const char *raw)
 	if (!ok && !strchr(raw, '\n'))
 		line = strdup(raw);
 	return line;
-}
-
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "vmhop ctl: cannot connect to %s: %s\n", path, strerror(ENAMETOOLONG));
-		return -1;
-	}
-	memcpy(sa.sun_path, path, strlen(path));
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "vmhop ctl: cannot connect to %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int send_line(int fd, const char *path, const char *line)
-{
-	size_t len = strlen(line);
-	char *buf = malloc(len + 1);
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, line, len);
-	buf[len] = '\n';
-	size_t off = 0;
-	int r = 0;
-	while (off < len + 1) {
-		/* MSG_NOSIGNAL: a VM that hangs up gets an error, not SIGPIPE. */
-		ssize_t n = send(fd, buf + off, len + 1 - off, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			fprintf(stderr, "vmhop ctl: cannot send to %s: %s\n", path, strerror(errno));
-			break;
-		}
-		off += (size_t)n;
-	}
-	free(buf);
-	return r;
-}
-
-/* Reads one reply line (without its newline) into a malloc'd string. */
-static char *read_reply(int fd, const char *path, uint64_t timeout_s)
-{
-	uint64_t deadline = util__now_ns() + timeout_s * 1000000000ULL;
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap);
-	while (buf) {
-		int wait_ms = -1;
-		if (timeout_s) {
-			uint64_t now = util__now_ns();
-			if (now >= deadline) {
-				fprintf(stderr, "vmhop ctl: no reply from %s within %llu s\n", path,
-					(unsigned long long)timeout_s);
-				break;
-			}
-			wait_ms = (int)MIN((deadline - now + 999999) / 1000000, (uint64_t)INT32_MAX);
-		}
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int pr = poll(&p, 1, wait_ms);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr == 0)
-			continue;	/* the deadline check above reports it */
-		if (len + 1 == cap) {
-			if (cap >= REPLY_MAX) {
-				fprintf(stderr, "vmhop ctl: reply from %s is larger than %d bytes\n",
-					path, REPLY_MAX);
-				break;
-			}
-			char *nb = realloc(buf, cap * 2);
-			if (!nb)
-				break;
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t n = pr < 0 ? -1 : read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "vmhop ctl: %s closed the connection without replying%s%s\n",
-				path, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
-			break;
-		}
-		char *nl = memchr(buf + len, '\n', (size_t)n);
-		len += (size_t)n;
-		if (nl) {
-			*nl = '\0';
-			return buf;
-		}
-	}
-	free(buf);
-	return NULL;
 }
 
 static void print_value(struct json_object *v, int indent);
@@ -368,11 +268,11 @@ int cmd_ctl(int argc, char **argv)
 			return usage_error("%s", "--raw: REQUEST must be JSON or a single line");
 		return rc;
 	}
-	int fd = connect_to(o.path);
+	int fd = ctl_client__connect(o.path, "vmhop ctl");
 	char *reply = NULL;
 	rc = EXIT_USAGE;
-	if (fd >= 0 && send_line(fd, o.path, line) == 0 &&
-	    (reply = read_reply(fd, o.path, o.timeout_s)))
+	if (fd >= 0 && ctl_client__send(fd, o.path, line, "vmhop ctl") == 0 &&
+	    (reply = ctl_client__read(fd, o.path, o.timeout_s * 1000, "vmhop ctl")))
 		rc = show_reply(o.path, reply, o.json);
 	if (fd >= 0)
 		close(fd);

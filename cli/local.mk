@@ -6,6 +6,10 @@ vmhop_SOURCES += \
 	cli/vm-loop.c \
 	cli/vm-loop.h \
 	cli/cmd-ctl.c \
+	cli/ctl-client.c \
+	cli/ctl-client.h \
+	cli/cmd-migrate-send.c \
+	cli/cmd-migrate-recv.c \
 	cli/cmd-stream-info.c \
 	cli/cmd-snapshot.c
 EXTRA_DIST += cli/README.md

@@ -14,6 +14,8 @@ struct command {
 static const struct command commands[] = {
 	{ "run", cmd_run, "start a VM in this process" },
 	{ "ctl", cmd_ctl, "send a request to a running VM's control socket" },
+	{ "migrate-send", cmd_migrate_send, "live-migrate a running VM to another vmhop" },
+	{ "migrate-recv", cmd_migrate_recv, "receive a live-migrated VM and run it" },
 	{ "snapshot", cmd_snapshot, "checkpoint a running VM to a file, or restore one" },
 	{ "stream-info", cmd_stream_info, "describe a migration stream or snapshot file" },
 };

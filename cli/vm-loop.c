@@ -7,6 +7,7 @@
 #include "vmhop/control.h"
 #include "vmhop/control-vm.h"
 #include "vmhop/log.h"
+#include "vmhop/migrate.h"
 #include "vmhop/vm.h"
 
 struct vm_loop {
@@ -40,6 +41,8 @@ static void on_stopped(uv_async_t *a)
 	/* The control server owns and closes its own handles; close ours. */
 	control__stop(l->control);
 	l->control = NULL;
+	/* An outgoing migration still running cannot succeed any more. */
+	migrate__vm_ended(l->vm);
 	close_own_handles(l);
 }
 
@@ -62,6 +65,12 @@ static int watch_signal(struct vm_loop *l, uv_signal_t *s, int signum)
 }
 
 int vm_loop__run(struct vm *vm, const char *who)
+{
+	return vm_loop__run_hooked(vm, who, NULL, NULL);
+}
+
+int vm_loop__run_hooked(struct vm *vm, const char *who, vm_loop_started_fn started,
+			void *opaque)
 {
 	struct vm_loop l = { .vm = vm };
 	struct err e = { 0 };
@@ -104,10 +113,13 @@ int vm_loop__run(struct vm *vm, const char *who)
 		fprintf(stderr, "%s: %s\n", who, e.msg);
 		rc = 1;
 	}
+	if (!rc && started && started(vm, opaque) < 0)
+		rc = 1;
 	if (rc)
 		vm__stop(vm, VM_QUIT, "setup failed");
 	uv_run(&l.loop, UV_RUN_DEFAULT);
 	vm__join(vm);
+	migrate__destroy(vm);
 	uv_loop_close(&l.loop);
 
 	pthread_mutex_lock(&vm->lock);
@@ -120,6 +132,7 @@ int vm_loop__run(struct vm *vm, const char *who)
 		pr_info("%s", vm->crash_reason);
 		return 0;
 	case VM_QUIT:
+	case VM_MIGRATED:
 		pr_info("%s", vm->crash_reason);
 		return 0;
 	case VM_CRASHED:

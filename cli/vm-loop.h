@@ -9,4 +9,10 @@ struct vm;
  * after printing why on stderr (prefixed with `who`). */
 int vm_loop__run(struct vm *vm, const char *who);
 
+/* The same, calling started(vm, opaque) once the vCPUs run (migrate-recv
+ * confirms `running` to the source there). A non-zero return stops the VM. */
+typedef int (*vm_loop_started_fn)(struct vm *vm, void *opaque);
+int vm_loop__run_hooked(struct vm *vm, const char *who, vm_loop_started_fn started,
+			void *opaque);
+
 #endif

@@ -5,6 +5,10 @@ EXTRA_DIST += lib/README.md
 # Every public header, so `make dist` ships them.
 noinst_HEADERS = \
 	include/vmhop/boot.h \
+	include/vmhop/channel.h \
+	include/vmhop/migrate.h \
+	include/vmhop/migrate-proto.h \
+	include/vmhop/migrate-fault.h \
 	include/vmhop/control-vm.h \
 	include/vmhop/control.h \
 	include/vmhop/cpuid.h \

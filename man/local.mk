@@ -1,4 +1,5 @@
 # man/: a page for every command and file format.
 dist_man_MANS += man/vmhop.1 man/vmhop-run.1 man/vmhop-snapshot.1
 dist_man_MANS += man/vmhop-ctl.1
+dist_man_MANS += man/vmhop-migrate-send.1 man/vmhop-migrate-recv.1
 dist_man_MANS += man/vmhop-stream.5

@@ -13,5 +13,11 @@ libvmhop_a_SOURCES += \
 	migrate/stream-index.c \
 	migrate/section.c \
 	migrate/section-codec.c \
-	migrate/section-stream.c
+	migrate/section-stream.c \
+	migrate/mig-proto.c \
+	migrate/mig-fault.c \
+	migrate/mig-source.c \
+	migrate/mig-source.h \
+	migrate/mig-control.c \
+	migrate/mig-dest.c
 EXTRA_DIST += migrate/README.md

@@ -3,6 +3,7 @@
  * END, then "did every section arrive?"). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vmhop/release.h"
 #include "vmhop/section.h"
@@ -21,23 +22,44 @@ static int from_writer(const struct stream_writer *w, int rc, struct err *e)
 	return rc < 0 ? err__set(e, -rc, "stream error") : rc;
 }
 
-int section__save_all(const struct section_registry *reg,
-		      struct stream_writer *w, struct err *e)
+static int save_entry(const struct section_entry *s, struct stream_writer *w, struct err *e)
+{
+	struct stream_buf b;
+	stream_buf__init(&b);
+	int rc = section__encode(s, &b, e);
+	if (!rc)
+		rc = stream__write_record(w, STREAM_REC_SECTION, 0, b.data, b.len);
+	stream_buf__free(&b);
+	if (rc)
+		return e->code ? rc : from_writer(w, rc, e);
+	return 0;
+}
+
+int section__save_one(struct section_registry *reg, struct stream_writer *w,
+		      const char *name, struct err *e)
+{
+	struct section_entry *s = section__find(reg, name, 0);
+	if (!s)
+		return err__set(e, ENOENT, "no section '%s' to save", name);
+	return save_entry(s, w, e);
+}
+
+int section__save_except(const struct section_registry *reg,
+			 struct stream_writer *w, const char *skip, struct err *e)
 {
 	int rc = section__check_migratable(reg, e);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < reg->n; i++) {
-		struct stream_buf b;
-		stream_buf__init(&b);
-		rc = section__encode(&reg->v[i], &b, e);
-		if (!rc)
-			rc = stream__write_record(w, STREAM_REC_SECTION, 0, b.data, b.len);
-		stream_buf__free(&b);
-		if (rc)
-			return e->code ? rc : from_writer(w, rc, e);
-	}
+	for (size_t i = 0; i < reg->n; i++)
+		if ((!skip || strcmp(reg->v[i].name, skip)) && (rc = save_entry(&reg->v[i], w, e)))
+			return rc;
 	return 0;
+}
+
+int section__save_all(const struct section_registry *reg,
+		      struct stream_writer *w, struct err *e)
+{
+	return section__save_except(reg, w, NULL, e);
 }
 
 int section__load_record(struct section_registry *reg, struct stream_reader *r,

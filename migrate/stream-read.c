@@ -494,3 +494,12 @@ int stream__expect_eof(struct stream_reader *r)
 		return fail(r, r->off, EBADMSG, "trailing data after the END record");
 	return 0;
 }
+
+int stream__reader_err(const struct stream_reader *r, int rc, const char *what, struct err *e)
+{
+	if (!e->code && r->err.code)
+		err__set(e, r->err.code, "%s%s", what, r->err.msg);
+	else if (!e->code)
+		err__set(e, rc < 0 ? -rc : EIO, "%sreading failed", what);
+	return rc < 0 ? rc : -EIO;
+}

@@ -32,6 +32,11 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 				"them in the checkpoint) or disks=external (you snapshot them yourself)");
 	if (writable && !strcmp(disks, "include"))
 		return err__set(e, ENOTSUP, "disks=include is not supported yet: use disks=external");
+	pthread_mutex_lock(&vm->lock);
+	bool migrating = vm->migrating;
+	pthread_mutex_unlock(&vm->lock);
+	if (migrating)
+		return err__set(e, EBUSY, "a migration is running: checkpoint after it ends");
 	struct snapshot_stats st;
 	r = snapshot__create(vm, path, compress, &st, e);
 	if (r < 0)

@@ -11,33 +11,9 @@
 #include "vmhop/vm-sections.h"
 #include "vmhop/vm.h"
 
-/* Copies the reader's error (which names the offset) unless e has one. */
 static int reader_err(struct stream_reader *r, int rc, struct err *e)
 {
-	if (!e->code && r->err.code)
-		err__set(e, r->err.code, "%s", r->err.msg);
-	else if (!e->code)
-		err__set(e, rc < 0 ? -rc : EIO, "reading the checkpoint failed");
-	return rc < 0 ? rc : -EIO;
-}
-
-/* The first record must be the VM configuration: the VM is built from it. */
-static int read_config(struct stream_reader *r, struct vm_config *cfg, uint8_t **payload,
-		       uint32_t *plen, uint64_t *base, struct err *e)
-{
-	struct stream_rec rec;
-	int rc = stream__next_record(r, &rec);
-	if (rc <= 0)
-		return rc < 0 ? reader_err(r, rc, e) : err__set(e, EINVAL, "checkpoint holds no VM");
-	if (rec.type != STREAM_REC_SECTION)
-		return err__set(e, EINVAL, "offset %llu: expected the %s section first, found a %s record",
-				(unsigned long long)rec.off, VM_SECTION_CONFIG, stream__rec_name(rec.type));
-	*base = stream__tell(r);
-	rc = stream__read_payload(r, STREAM_SECTION_MAX, payload);
-	if (rc < 0)
-		return reader_err(r, rc, e);
-	*plen = rec.len;
-	return vm_sections__parse_config(*payload, rec.len, *base, cfg, e);
+	return stream__reader_err(r, rc, "", e);
 }
 
 static int load_records(struct stream_reader *r, struct vm *vm, struct err *e)
@@ -97,7 +73,7 @@ int snapshot__restore(const char *path, const struct snapshot_restore_opts *o,
 	if (!rc && (rc = stream__read_header(&r, &h, &pol)) < 0)
 		reader_err(&r, rc, e);
 	if (!rc)
-		rc = read_config(&r, cfg, &payload, &plen, &base, e);
+		rc = vm_sections__read_config(&r, cfg, &payload, &plen, &base, e);
 	/* The checkpoint's console destination belongs to the old process. */
 	if (!rc)
 		rc = vm_config__set_serial(cfg, o && o->serial ? o->serial : "stdio", e);

@@ -296,3 +296,8 @@ void control__call_done(struct control_call *call, int rc, struct json_object *r
 	}
 	control_client__unref(c);
 }
+
+uv_loop_t *control__call_loop(const struct control_call *call)
+{
+	return call->client->srv->loop;
+}

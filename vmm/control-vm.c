@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vmhop/control-vm.h"
+#include "vmhop/migrate.h"
 #include "vmhop/snapshot.h"
 #include "vmhop/util.h"
 #include "vmhop/vm-config-json.h"
@@ -19,6 +20,7 @@ static const char *status_name(enum vm_state s)
 	case VM_SHUTDOWN: return "shutdown";
 	case VM_QUIT: return "quit";
 	case VM_CRASHED: return "crashed";
+	case VM_MIGRATED: return "migrated";
 	}
 	return "unknown";
 }
@@ -37,6 +39,11 @@ static int query_status(void *ctx, struct json_object *args, struct json_object 
 	json_object_object_add(o, "running", json_object_new_boolean(st == VM_RUNNING));
 	json_object_object_add(o, "name", json_object_new_string(vm->cfg ? vm->cfg->name : ""));
 	json_object_object_add(o, "uptime_ms", json_object_new_uint64(up));
+	pthread_mutex_lock(&vm->lock);
+	bool handed_off = vm->handed_off;
+	pthread_mutex_unlock(&vm->lock);
+	if (handed_off)
+		json_object_object_add(o, "handed_off", json_object_new_boolean(true));
 	*result = o;
 	return 0;
 }
@@ -52,6 +59,11 @@ static int do_pause(void *ctx, struct json_object *args, struct json_object **re
 		return 0;
 	if (st != VM_RUNNING)
 		return err__set(e, EBUSY, "cannot pause: the VM is %s", status_name(st));
+	pthread_mutex_lock(&vm->lock);
+	bool migrating = vm->migrating;
+	pthread_mutex_unlock(&vm->lock);
+	if (migrating)
+		return err__set(e, EBUSY, "cannot pause: a migration is running (migrate-cancel stops it)");
 	return vm__pause(vm, e);
 }
 
@@ -64,7 +76,11 @@ static int do_resume(void *ctx, struct json_object *args, struct json_object **r
 		return 0;
 	if (st != VM_PAUSED)
 		return err__set(e, EBUSY, "cannot resume: the VM is %s", status_name(st));
-	return vm__resume(vm, e);
+	bool force = false;
+	int r = control__arg_bool(args, "resume", "force", &force, e);
+	if (r < 0)
+		return r;
+	return force ? vm__resume_forced(vm, e) : vm__resume(vm, e);
 }
 
 static int do_shutdown(void *ctx, struct json_object *args, struct json_object **result,
@@ -98,16 +114,28 @@ static int query_config(void *ctx, struct json_object *args, struct json_object 
 }
 
 static const char *const snapshot_params[] = { "path", "compress", "disks", NULL };
+static const char *const resume_params[] = { "force", NULL };
+static const char *const migrate_params[] = {
+	"uri", "max_downtime_ms", "max_bandwidth", "compress", "auto_converge", "timeout",
+	"io_timeout", "fault", NULL
+};
 
 static const struct control_cmd vm_commands[] = {
 	{ "query-status", query_status, "state of the VM: status, running, name, uptime_ms", NULL, NULL },
 	{ "pause", do_pause, "stop every vCPU (the VM keeps its state)", NULL, NULL },
-	{ "resume", do_resume, "run the vCPUs again after pause", NULL, NULL },
+	{ "resume", do_resume, "run the vCPUs again after pause (force: even after a migration's go)",
+	  resume_params, NULL },
 	{ "shutdown", do_shutdown, "ask the guest to power off", NULL, NULL },
 	{ "quit", do_quit, "stop the VM now and end the process", NULL, NULL },
 	{ "query-config", query_config, "the VM's configuration", NULL, NULL },
 	{ "snapshot-create", snapshot__control_create,
 	  "checkpoint the VM to a new file: path, compress, disks=include|external", snapshot_params, NULL },
+	{ "migrate", NULL,
+	  "live-migrate to uri (tcp:HOST:PORT); replies when done: max_downtime_ms, max_bandwidth, "
+	  "compress, auto_converge, timeout, io_timeout", migrate_params, migrate__control_start },
+	{ "query-migrate", migrate__control_query, "progress or result of the last migration", NULL, NULL },
+	{ "migrate-cancel", migrate__control_cancel,
+	  "stop a running migration before its commit; the guest keeps running here", NULL, NULL },
 };
 
 const struct control_cmd *control_vm__commands(size_t *n)

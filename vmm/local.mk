@@ -14,5 +14,6 @@ libvmhop_a_SOURCES += \
 	vmm/boot-pvh.c \
 	vmm/mptable.c \
 	vmm/uart.c \
-	vmm/pm.c
+	vmm/pm.c \
+	vmm/throttle.c
 EXTRA_DIST += vmm/README.md

@@ -272,8 +272,10 @@ static void *vcpu_thread(void *arg)
 		if (!go)
 			break;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu__throttle_sleep(v);
 				continue;
+			}
 			crash(v, "KVM_RUN failed: %s", strerror(errno));
 			break;
 		}

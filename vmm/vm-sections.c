@@ -317,3 +317,21 @@ int vm_sections__parse_config(const uint8_t *payload, size_t len, uint64_t base,
 	section__registry_free(&reg);
 	return r;
 }
+
+int vm_sections__read_config(struct stream_reader *r, struct vm_config *cfg, uint8_t **payload,
+			     uint32_t *len, uint64_t *base, struct err *e)
+{
+	struct stream_rec rec;
+	int rc = stream__next_record(r, &rec);
+	if (rc <= 0)
+		return rc < 0 ? stream__reader_err(r, rc, "", e) :
+			err__set(e, EPROTO, "the stream holds no VM");
+	if (rec.type != STREAM_REC_SECTION)
+		return err__set(e, EPROTO, "offset %llu: expected the %s section first, found a %s record",
+				(unsigned long long)rec.off, VM_SECTION_CONFIG, stream__rec_name(rec.type));
+	*base = stream__tell(r);
+	if ((rc = stream__read_payload(r, STREAM_SECTION_MAX, payload)) < 0)
+		return stream__reader_err(r, rc, "", e);
+	*len = rec.len;
+	return vm_sections__parse_config(*payload, rec.len, *base, cfg, e);
+}

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@ const char *vm__state_name(enum vm_state s)
 	static const char *const names[] = {
 		[VM_CREATED] = "created", [VM_RUNNING] = "running", [VM_PAUSED] = "paused",
 		[VM_SHUTDOWN] = "shutdown", [VM_QUIT] = "quit", [VM_CRASHED] = "crashed",
+		[VM_MIGRATED] = "migrated",
 	};
 	return s < ARRAY_SIZE(names) ? names[s] : "unknown";
 }
@@ -171,7 +173,14 @@ static int create(struct vm **out, struct vm_config *cfg, bool boot, struct err 
 	vm->mem.memfd = -1;
 	vm->serial_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	/* Timed waits (the vCPU throttle) measure on the monotonic clock, which
+	 * wall-clock steps cannot stretch. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	pthread_cond_init(&vm->throttle_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	io_bus__init(&vm->pio, "port I/O");
 	io_bus__init(&vm->mmio, "MMIO");
 
@@ -231,6 +240,8 @@ void vm__destroy(struct vm *vm)
 	if (!vm)
 		return;
 	vm__quit(vm);
+	struct err ignore = { 0 };
+	vm__set_throttle(vm, 0, &ignore);
 	vm__join(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu__destroy(vm->vcpus[i]);
@@ -250,6 +261,7 @@ void vm__destroy(struct vm *vm)
 	io_bus__destroy(&vm->mmio);
 	free(vm->crash_regs);
 	free(vm->msr_index);
+	pthread_cond_destroy(&vm->throttle_cond);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
@@ -298,9 +310,21 @@ int vm__pause(struct vm *vm, struct err *e)
 	return 0;
 }
 
-int vm__resume(struct vm *vm, struct err *e)
+static int resume(struct vm *vm, bool force, struct err *e)
 {
 	pthread_mutex_lock(&vm->lock);
+	if (vm->held) {
+		pthread_mutex_unlock(&vm->lock);
+		return err__set(e, EBUSY, "a migration has the VM stopped for its final copy; "
+				"it resumes here by itself if the migration fails");
+	}
+	if (vm->handed_off && !force) {
+		pthread_mutex_unlock(&vm->lock);
+		return err__set(e, EBUSY, "the VM was handed over to a migration destination that "
+				"did not confirm it runs: resuming here could run two copies "
+				"(resume with force=true only once the destination is known not to run it)");
+	}
+	vm->handed_off = false;
 	if (vm->state != VM_PAUSED) {
 		enum vm_state s = vm->state;
 		pthread_mutex_unlock(&vm->lock);
@@ -316,6 +340,16 @@ int vm__resume(struct vm *vm, struct err *e)
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
+}
+
+int vm__resume(struct vm *vm, struct err *e)
+{
+	return resume(vm, false, e);
+}
+
+int vm__resume_forced(struct vm *vm, struct err *e)
+{
+	return resume(vm, true, e);
 }
 
 int vm__request_shutdown(struct vm *vm, struct err *e)

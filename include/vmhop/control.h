@@ -84,6 +84,10 @@ void control__stop(struct control_server *s);
 void control__call_done(struct control_call *call, int rc, struct json_object *result,
 			const struct err *e);
 
+/* The loop an asynchronous call was made on (valid inside its handler), so
+ * the handler can set up the uv_async_t its worker thread completes with. */
+uv_loop_t *control__call_loop(const struct control_call *call);
+
 /* The error class a handler's -errno maps to ("InvalidParameter", ...). */
 const char *control__error_class(int rc);
 

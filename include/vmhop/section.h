@@ -164,6 +164,13 @@ int section__parse_info(const uint8_t *payload, size_t len, uint64_t base,
 /* Writing all sections: check_migratable, then one SECTION record each. */
 int section__save_all(const struct section_registry *reg,
 		      struct stream_writer *w, struct err *e);
+/* The same, leaving out the sections named skip (NULL: none); a migration
+ * sends vm-config first and the rest at the end. */
+int section__save_except(const struct section_registry *reg,
+			 struct stream_writer *w, const char *skip, struct err *e);
+/* One SECTION record: the section (name, instance 0). */
+int section__save_one(struct section_registry *reg, struct stream_writer *w,
+		      const char *name, struct err *e);
 /* One SECTION record from a reader (header from stream__next_record). */
 int section__load_record(struct section_registry *reg, struct stream_reader *r,
 			 const struct stream_rec *rec, struct err *e);

@@ -260,6 +260,10 @@ int stream__expect_eof(struct stream_reader *r);
 int stream__reader_fail(struct stream_reader *r, uint64_t off, int code,
 			const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Into e (unless it already holds an error): the reader's own message, which
+ * names the offset, prefixed with `what` ("" for none); or, without one,
+ * "<what>reading failed". Returns rc when negative, else -EIO. */
+int stream__reader_err(const struct stream_reader *r, int rc, const char *what, struct err *e);
 /* Stream offset of the next payload byte. */
 static inline uint64_t stream__tell(const struct stream_reader *r)
 {

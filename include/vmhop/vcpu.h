@@ -18,6 +18,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool throttle_pending;	/* under vm->lock: sleep before the next KVM_RUN */
 };
 
 int vcpu__create(struct vm *vm, unsigned id, struct vcpu **out, struct err *e);
@@ -29,6 +30,9 @@ int vcpu__start(struct vcpu *v, struct err *e);
 /* Makes the vCPU leave KVM_RUN soon; the caller has set the reason under
  * vm->lock before calling. */
 void vcpu__kick(struct vcpu *v);
+/* Called by a vCPU thread after KVM_RUN was interrupted: sleeps the
+ * throttle's share when the throttle kicked it (vmm/throttle.c). */
+void vcpu__throttle_sleep(struct vcpu *v);
 /* Multi-line dump of the general and segment registers (malloc'd). */
 char *vcpu__dump_regs(struct vcpu *v);
 

@@ -22,6 +22,7 @@ struct pm_dev;
 struct virtio_blk;
 struct irq_routing;
 struct vm_sections;
+struct migration;
 
 enum vm_state {
 	VM_CREATED,	/* built, vCPUs not started */
@@ -30,6 +31,7 @@ enum vm_state {
 	VM_SHUTDOWN,	/* guest powered off or reset: exit status 0 */
 	VM_QUIT,	/* stopped by `quit` */
 	VM_CRASHED,	/* triple fault, internal error, emulation failure */
+	VM_MIGRATED,	/* handed over to a destination that confirmed it runs */
 };
 
 const char *vm__state_name(enum vm_state s);
@@ -37,7 +39,7 @@ const char *vm__state_name(enum vm_state s);
 /* True once the VM can never run again. */
 static inline bool vm__state_ended(enum vm_state s)
 {
-	return s == VM_SHUTDOWN || s == VM_QUIT || s == VM_CRASHED;
+	return s == VM_SHUTDOWN || s == VM_QUIT || s == VM_CRASHED || s == VM_MIGRATED;
 }
 
 /* Called once, from whichever thread ended the VM (a vCPU thread, or the
@@ -82,6 +84,21 @@ struct vm {
 	 * (on the first save) rather than per vCPU and per save. */
 	uint32_t *msr_index;
 	uint32_t nr_msr_index;
+	/* Set once a migration sent `go`: the destination may be running this
+	 * guest, so only an explicit forced resume may run it here again. */
+	bool handed_off;
+	/* A migration is under way (pause and checkpoints wait for its end), and
+	 * holds the vCPUs stopped for its final copy (no resume then). */
+	bool migrating;
+	bool held;
+	/* vCPU throttling (auto-converge), guarded by `lock`; see vm__set_throttle. */
+	unsigned throttle_pct;
+	bool throttle_running;
+	pthread_t throttle_thread;
+	pthread_cond_t throttle_cond;
+	uint64_t throttle_sleep_ns;
+	/* The outgoing migration of this VM (migrate/), owned there. */
+	struct migration *migration;
 };
 
 /* Opens /dev/kvm (path overridable for tests), creates the VM, irqchip, PIT,
@@ -94,7 +111,15 @@ void vm__destroy(struct vm *vm);
 int vm__start(struct vm *vm, struct err *e);
 /* Parks every vCPU outside KVM_RUN; returns once all are parked. */
 int vm__pause(struct vm *vm, struct err *e);
+/* Refuses (-EBUSY) once the VM was handed off to a migration destination. */
 int vm__resume(struct vm *vm, struct err *e);
+/* Resumes even a handed-off VM: the operator's decision, never automatic. */
+int vm__resume_forced(struct vm *vm, struct err *e);
+/* Throttles every vCPU to run only (100 - pct)% of the time (0 stops it,
+ * at most 99): a helper thread kicks the vCPUs out of KVM_RUN every period
+ * and they sleep before entering again, as QEMU's auto-converge does. A
+ * pause or the VM's end cuts the sleep short. */
+int vm__set_throttle(struct vm *vm, unsigned pct, struct err *e);
 /* Asks the guest to power off (ACPI power button status bit). */
 int vm__request_shutdown(struct vm *vm, struct err *e);
 /* Stops the VM now (state QUIT). */

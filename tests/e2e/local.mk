@@ -4,7 +4,13 @@ E2E_TESTS = \
 	tests/e2e/test-disk.py \
 	tests/e2e/test-control.py \
 	tests/e2e/test-bad-input.py \
-	tests/e2e/test-snapshot.py
+	tests/e2e/test-snapshot.py \
+	tests/e2e/test-migrate.py \
+	tests/e2e/test-migrate-converge.py \
+	tests/e2e/test-migrate-faults.py \
+	tests/e2e/test-migrate-pingpong.py \
+	tests/e2e/test-migrate-peers.py \
+	tests/e2e/test-migrate-disk.py
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/vmhoptest.py tests/e2e/README.md
 # The tests import vmhoptest from their own directory.

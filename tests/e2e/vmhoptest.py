@@ -76,13 +76,42 @@ class Ctx:
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def run_vm(self, args, serial=True, control=True, name=None):
+    def run_vm(self, args, serial=True, control=True, name=None, env=None):
         """Starts `vmhop run ARGS` with a serial log and a control socket."""
         self._n += 1
         tag = name or f"vm{self._n}"
-        vm = Vmhop(self, tag, ["run"] + list(args), serial=serial, control=control)
+        vm = Vmhop(self, tag, ["run"] + list(args), serial=serial, control=control, env=env)
         self.procs.append(vm)
         return vm
+
+    def recv_vm(self, args=(), name=None, env=None, control=True):
+        """Starts `vmhop migrate-recv` on a free loopback port; .uri is where
+        it listens."""
+        self._n += 1
+        tag = name or f"dst{self._n}"
+        vm = Vmhop(self, tag, ["migrate-recv", "--listen", "tcp:127.0.0.1:0"] + list(args),
+                   serial=True, control=control, env=env)
+        self.procs.append(vm)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:
+            m = re.search(r"listening on (tcp:\S+)", vm.stderr())
+            if m:
+                vm.uri = m.group(1)
+                return vm
+            if vm.proc.poll() is not None or time.monotonic() > deadline:
+                raise TestFailure(f"{tag}: migrate-recv did not start listening: {vm.stderr().strip()}")
+            time.sleep(0.02)
+
+    def migrate(self, src, dst_uri, args=(), env=None, timeout=EXIT_TIMEOUT):
+        """Runs migrate-send --json; returns (rc, summary dict or None, stderr)."""
+        rc, out, err = self.vmhop(["migrate-send", "--control", src.control, "--to", dst_uri,
+                                   "--json"] + list(args), timeout=timeout, env=env)
+        lines = out.strip().splitlines()
+        try:
+            summary = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            summary = None
+        return rc, summary, err
 
     def vmhop(self, args, timeout=EXIT_TIMEOUT, env=None):
         """Runs a vmhop command to completion; returns (rc, stdout, stderr)."""
@@ -95,7 +124,7 @@ class Ctx:
 
 
 class Vmhop:
-    def __init__(self, ctx, tag, argv, serial, control):
+    def __init__(self, ctx, tag, argv, serial, control, env=None):
         self.tag = tag
         self.serial_path = ctx.path(f"{tag}.serial") if serial else None
         self.control = ctx.path(f"{tag}.sock") if control else None
@@ -107,8 +136,11 @@ class Vmhop:
             full += ["--control", self.control]
         self.argv = full
         self.err = open(self.stderr_path, "w")
+        e = dict(os.environ)
+        if env:
+            e.update(env)
         self.proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=self.err,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=e)
         self.rc = None
 
     def serial(self):
@@ -144,6 +176,13 @@ class Vmhop:
 
     def heartbeats(self):
         return [int(m.group(1)) for m in self.lines(r"^HB seq=(\d+)")]
+
+    def hb_records(self):
+        """[(seq, tsc, t_ms)] of every heartbeat so far."""
+        return hb_records(self.serial())
+
+    def running(self):
+        return self.proc.poll() is None
 
     def wait_control(self, timeout=BOOT_TIMEOUT):
         deadline = time.monotonic() + timeout
@@ -197,6 +236,22 @@ class Vmhop:
             print("\n".join(self.serial().splitlines()[-n:]), flush=True)
         print(f"--- {self.tag} stderr:", flush=True)
         print("\n".join(self.stderr().splitlines()[-n:]), flush=True)
+
+
+HB_RX = re.compile(r"^HB seq=(\d+) tsc=(\d+) t_ms=(\d+)$")
+
+
+def hb_records(text):
+    """[(seq, tsc, t_ms)] of the complete heartbeat lines in text."""
+    return [tuple(int(x) for x in m.groups())
+            for m in (HB_RX.match(l) for l in text.splitlines()) if m]
+
+
+def moved_console(vms):
+    """The console of a guest that moved between processes, in order. A line
+    the guest was printing when it stopped is finished by the next process,
+    so the logs are joined as they are, not line by line."""
+    return "".join(vm.serial() for vm in vms)
 
 
 def pvh_elf(code32, entry_offset=0):

@@ -10,7 +10,7 @@ set -eu
 secs=${1:-60}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${FUZZ_BUILD_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/vmhop-fuzz.XXXXXX")}
-targets="fuzz-stream fuzz-section fuzz-mem fuzz-release"
+targets="fuzz-stream fuzz-section fuzz-mem fuzz-release fuzz-mig-frame"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 command -v clang >/dev/null || { echo "smoke.sh: clang not found (apt-get install clang)" >&2; exit 1; }

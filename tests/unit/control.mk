@@ -23,6 +23,6 @@ tests_unit_test_control_vmconfig_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_control_vmconfig_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)
 
 # The client is compiled in, so it is tested without the vmhop binary.
-tests_unit_test_control_cli_SOURCES = tests/unit/test-control-cli.c cli/cmd-ctl.c $(CONTROL_HARNESS)
+tests_unit_test_control_cli_SOURCES = tests/unit/test-control-cli.c cli/cmd-ctl.c cli/ctl-client.c $(CONTROL_HARNESS)
 tests_unit_test_control_cli_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_control_cli_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)

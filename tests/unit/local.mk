@@ -2,4 +2,5 @@
 include tests/unit/stream.mk
 include tests/unit/devices.mk
 include tests/unit/control.mk
+include tests/unit/migrate.mk
 include tests/unit/harness.mk

@@ -5,11 +5,12 @@
 #include <string.h>
 
 #include "vmhop/control-vm.h"
+#include "vmhop/migrate.h"
 #include "vmhop/snapshot.h"
 #include "vmhop/util.h"
 
 static struct {
-	int pauses, resumes, shutdowns, quits;
+	int pauses, resumes, forced_resumes, shutdowns, quits;
 	int fail_pause;
 } calls;
 
@@ -17,6 +18,25 @@ static struct {
  * one (and the VM code it needs) out of this fake-VM test. */
 int snapshot__control_create(void *ctx, struct json_object *args, struct json_object **result,
 			     struct err *e)
+{
+	return err__set(e, ENOTSUP, "not in this test");
+}
+
+/* The same for the migration commands. */
+int migrate__control_start(void *ctx, struct json_object *args, struct control_call *call,
+			   struct err *e)
+{
+	return err__set(e, ENOTSUP, "not in this test");
+}
+
+int migrate__control_query(void *ctx, struct json_object *args, struct json_object **result,
+			   struct err *e)
+{
+	return err__set(e, ENOTSUP, "not in this test");
+}
+
+int migrate__control_cancel(void *ctx, struct json_object *args, struct json_object **result,
+			    struct err *e)
 {
 	return err__set(e, ENOTSUP, "not in this test");
 }
@@ -38,6 +58,13 @@ int vm__pause(struct vm *vm, struct err *e)
 int vm__resume(struct vm *vm, struct err *e)
 {
 	calls.resumes++;
+	vm->state = VM_RUNNING;
+	return 0;
+}
+
+int vm__resume_forced(struct vm *vm, struct err *e)
+{
+	calls.forced_resumes++;
 	vm->state = VM_RUNNING;
 	return 0;
 }
@@ -75,15 +102,18 @@ static void teardown(void)
 	vm_config__free(&cfg);
 }
 
-/* Runs a command the way the server does; returns rc, *out the result. */
-static int run(const char *name, struct json_object **out, struct err *e)
+/* Runs a command the way the server does (args taken, NULL for none);
+ * returns rc, *out the result. */
+static int run_args(const char *name, struct json_object *args, struct json_object **out,
+		    struct err *e)
 {
 	size_t n;
 	const struct control_cmd *t = control_vm__commands(&n);
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(t[i].name, name))
 			continue;
-		struct json_object *args = json_object_new_object();
+		if (!args)
+			args = json_object_new_object();
 		*out = NULL;
 		int r = t[i].fn(&vm, args, out, e);
 		json_object_put(args);
@@ -93,12 +123,40 @@ static int run(const char *name, struct json_object **out, struct err *e)
 	return -1;
 }
 
+static int run(const char *name, struct json_object **out, struct err *e)
+{
+	return run_args(name, NULL, out, e);
+}
+
 static const char *get_str(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 	ck_assert_msg(json_object_object_get_ex(o, key, &v), "no %s", key);
 	return json_object_get_string(v);
 }
+
+/* After a migration's go the VM is handed off: query-status says so and
+ * only resume force=true takes the forced path. */
+START_TEST(handed_off_resume)
+{
+	struct json_object *r;
+	struct err e = { 0 };
+	vm.state = VM_PAUSED;
+	vm.handed_off = true;
+	ck_assert_int_eq(run("query-status", &r, &e), 0);
+	struct json_object *v;
+	ck_assert(json_object_object_get_ex(r, "handed_off", &v) && json_object_get_boolean(v));
+	json_object_put(r);
+	struct json_object *args = json_object_new_object();
+	json_object_object_add(args, "force", json_object_new_string("yes"));
+	ck_assert_int_eq(run_args("resume", args, &r, &e), -EINVAL);
+	args = json_object_new_object();
+	json_object_object_add(args, "force", json_object_new_boolean(1));
+	ck_assert_int_eq(run_args("resume", args, &r, &e), 0);
+	ck_assert_int_eq(calls.forced_resumes, 1);
+	ck_assert_int_eq(calls.resumes, 0);
+}
+END_TEST
 
 START_TEST(table_complete)
 {
@@ -199,6 +257,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, table_complete);
 	tcase_add_test(tc, status_pause_resume);
+	tcase_add_test(tc, handed_off_resume);
 	tcase_add_test(tc, errors_from_vm);
 	tcase_add_test(tc, shutdown_and_quit);
 	tcase_add_test(tc, query_config);

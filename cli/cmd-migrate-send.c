@@ -1,0 +1,326 @@
+/* vmhop migrate-send: asks a running VM (through its control socket) to
+ * migrate, follows it to the end and reports. The VMM process does the work;
+ * this is a client on two connections: one `migrate` request whose reply
+ * comes when the migration ends, one for `query-migrate` progress. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cli/commands.h"
+#include "cli/ctl-client.h"
+#include "vmhop/channel.h"
+#include "vmhop/migrate.h"
+#include "vmhop/util.h"
+
+#define WHO "vmhop migrate-send"
+#define POLL_MS 250
+#define FAULT_ENV "VMHOP_MIGRATE_FAULT"
+
+static const char send_usage[] =
+	"usage: vmhop migrate-send --control PATH --to tcp:ADDR:PORT [OPTIONS]\n"
+	"\n"
+	"Live-migrate the VM behind control socket PATH to a `vmhop migrate-recv`\n"
+	"listening at ADDR:PORT, showing progress until it ends. On failure before the\n"
+	"commit the guest keeps running here.\n"
+	"\n"
+	"  --control PATH          the running VM's control socket\n"
+	"  --to tcp:ADDR:PORT      the destination\n"
+	"  --max-downtime MS       pause budget for the final copy (default 300)\n"
+	"  --max-bandwidth RATE    bytes per second, K/M/G suffixes (default unlimited)\n"
+	"  --compress none|zstd    compress pages (default none)\n"
+	"  --auto-converge         throttle the vCPUs while the guest dirties memory\n"
+	"                          faster than the link carries it\n"
+	"  --timeout SECONDS       fail when not done by then (default: no limit)\n"
+	"  --io-timeout SECONDS    a destination silent this long has failed (default 15)\n"
+	"  --json                  the last line of output is one JSON object\n"
+	"  -q, --quiet             no progress line\n"
+	"  -h, --help              this text\n"
+	"\n"
+	"Exit status: 0 when the destination runs the guest; 1 when the migration\n"
+	"failed (the guest runs here) or is unconfirmed (paused here, see\n"
+	"vmhop-migrate-send(1)); 2 for bad options or an unreachable VM.\n";
+
+enum { OPT_CONTROL = 256, OPT_TO, OPT_DOWNTIME, OPT_BANDWIDTH, OPT_COMPRESS, OPT_AUTO_CONVERGE,
+       OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON };
+
+static const struct option send_options[] = {
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "to", required_argument, NULL, OPT_TO },
+	{ "max-downtime", required_argument, NULL, OPT_DOWNTIME },
+	{ "max-bandwidth", required_argument, NULL, OPT_BANDWIDTH },
+	{ "compress", required_argument, NULL, OPT_COMPRESS },
+	{ "auto-converge", no_argument, NULL, OPT_AUTO_CONVERGE },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct send_opts {
+	const char *control;
+	bool json, quiet;
+	struct json_object *args;	/* the migrate request's arguments */
+};
+
+static int bad(const char *opt, const char *val, const char *want)
+{
+	fprintf(stderr, WHO ": %s %s: expected %s\n", opt, val, want);
+	return 2;
+}
+
+static int parse(int argc, char **argv, struct send_opts *o)
+{
+	int c;
+	uint64_t n;
+	struct err e = { 0 };
+	struct channel_addr addr;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":qh", send_options, NULL)) != -1) {
+		const char *opt = argv[optind - 1];
+		switch (c) {
+		case OPT_CONTROL: o->control = optarg; break;
+		case OPT_TO:
+			if (channel__parse_uri(optarg, false, &addr, &e) < 0) {
+				fprintf(stderr, WHO ": --to: %s\n", e.msg);
+				return 2;
+			}
+			json_object_object_add(o->args, "uri", json_object_new_string(optarg));
+			break;
+		case OPT_DOWNTIME:
+			if (util__parse_uint(optarg, 1, 3600000, &n) < 0)
+				return bad("--max-downtime", optarg, "milliseconds from 1 to 3600000");
+			json_object_object_add(o->args, "max_downtime_ms", json_object_new_int64((int64_t)n));
+			break;
+		case OPT_BANDWIDTH:
+			if (util__parse_size(optarg, &n) < 0 || n > UINT64_MAX / 2)
+				return bad("--max-bandwidth", optarg, "bytes per second such as 100M or 1G");
+			json_object_object_add(o->args, "max_bandwidth", json_object_new_int64((int64_t)n));
+			break;
+		case OPT_COMPRESS:
+			if (strcmp(optarg, "none") && strcmp(optarg, "zstd"))
+				return bad("--compress", optarg, "none or zstd");
+			json_object_object_add(o->args, "compress", json_object_new_string(optarg));
+			break;
+		case OPT_AUTO_CONVERGE:
+			json_object_object_add(o->args, "auto_converge", json_object_new_boolean(1));
+			break;
+		case OPT_TIMEOUT:
+		case OPT_IO_TIMEOUT:
+			if (util__parse_uint(optarg, c == OPT_TIMEOUT ? 0 : 1,
+					     c == OPT_TIMEOUT ? 86400 * 365 : 3600, &n) < 0)
+				return bad(c == OPT_TIMEOUT ? "--timeout" : "--io-timeout", optarg,
+					   c == OPT_TIMEOUT ? "seconds (0: no limit)" : "seconds from 1 to 3600");
+			json_object_object_add(o->args, c == OPT_TIMEOUT ? "timeout" : "io_timeout",
+					       json_object_new_int64((int64_t)n));
+			break;
+		case OPT_JSON: o->json = true; break;
+		case 'q': o->quiet = true; break;
+		case 'h': fputs(send_usage, stdout); exit(0);
+		case ':':
+			fprintf(stderr, WHO ": %s needs a value\n", opt);
+			return 2;
+		default:
+			fprintf(stderr, WHO ": unknown option '%s' (see vmhop migrate-send --help)\n", opt);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, WHO ": unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!o->control || !json_object_object_get_ex(o->args, "uri", NULL)) {
+		fprintf(stderr, WHO ": --control PATH and --to tcp:ADDR:PORT are required\n");
+		return 2;
+	}
+	const char *fault = getenv(FAULT_ENV);
+	if (fault && *fault)
+		json_object_object_add(o->args, "fault", json_object_new_string(fault));
+	return 0;
+}
+
+static char *request(const char *cmd, struct json_object *args)
+{
+	struct json_object *r = json_object_new_object();
+	if (!r)
+		return NULL;
+	json_object_object_add(r, "execute", json_object_new_string(cmd));
+	if (args)
+		json_object_object_add(r, "arguments", json_object_get(args));
+	char *s = strdup(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+	json_object_put(r);
+	return s;
+}
+
+static double num(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
+}
+
+static const char *str(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ?
+	       json_object_get_string(v) : NULL;
+}
+
+/* query-migrate on fd: the "return" object (new reference) or NULL. */
+static struct json_object *query(int fd, const char *path)
+{
+	char *line = request("query-migrate", NULL);
+	char *reply = line && !ctl_client__send(fd, path, line, WHO) ?
+		      ctl_client__read(fd, path, 10000, WHO) : NULL;
+	free(line);
+	struct json_object *o = reply ? json_tokener_parse(reply) : NULL, *ret = NULL;
+	free(reply);
+	if (o && json_object_object_get_ex(o, "return", &ret))
+		json_object_get(ret);
+	else
+		ret = NULL;
+	json_object_put(o);
+	return ret;
+}
+
+struct progress {
+	bool tty;
+	int shown;		/* a \r line is on the terminal */
+	char last[64];		/* phase and round last printed (not a tty) */
+};
+
+static void show_progress(struct progress *p, struct json_object *q)
+{
+	const char *phase = str(q, "status");
+	char key[64];
+	snprintf(key, sizeof(key), "%s/%.0f/%.0f", phase ? phase : "?", num(q, "rounds"),
+		 num(q, "throttle_pct"));
+	if (!p->tty && !strcmp(key, p->last))
+		return;
+	snprintf(p->last, sizeof(p->last), "%s", key);
+	/* While copying, the round under way; at the end, how many there were. */
+	double round = num(q, "rounds");
+	if (phase && (!strcmp(phase, "active") || !strcmp(phase, "setup")))
+		round += 1;
+	char line[200];
+	snprintf(line, sizeof(line),
+		 "migrate: %-9s round %-3.0f remaining %8.1f MiB  %7.1f MiB/s  dirty %6.1f MiB/s"
+		 "  ETA %5.1f s%s", phase ? phase : "?", round,
+		 num(q, "remaining_bytes") / 1048576.0, num(q, "throughput_mib_s"),
+		 num(q, "dirty_rate_mib_s"), num(q, "eta_ms") / 1000.0,
+		 num(q, "throttle_pct") > 0 ? "  throttled" : "");
+	if (p->tty) {
+		fprintf(stderr, "\r%-100s", line);
+		p->shown = 1;
+	} else {
+		fprintf(stderr, "%s\n", line);
+	}
+	fflush(stderr);
+}
+
+static void summary(struct json_object *st, const char *status, const char *error, bool json)
+{
+	if (error)
+		fprintf(stderr, WHO ": migration %s: %s\n", status, error);
+	else
+		printf("migration completed in %.0f ms: downtime %.1f ms, %.0f rounds, %.1f MiB sent "
+		       "(%.0f raw pages, %.0f compressed, %.0f zero or never used of %.0f), "
+		       "%.1f MiB/s\n", num(st, "total_ms"), num(st, "downtime_ms"), num(st, "rounds"),
+		       num(st, "bytes_sent") / 1048576.0, num(st, "pages_sent_raw"),
+		       num(st, "pages_sent_compressed"), num(st, "pages_skipped_zero"),
+		       num(st, "pages_total"), num(st, "throughput_mib_s"));
+	if (!json)
+		return;
+	struct json_object *out = json_object_new_object();
+	if (!out)
+		return;
+	static const char *const keys[] = {
+		"total_ms", "downtime_ms", "setup_ms", "rounds", "bytes_sent", "pages_total",
+		"pages_skipped_zero", "pages_sent_raw", "pages_sent_compressed", "throughput_mib_s",
+		"dirty_rate_mib_s",
+	};
+	json_object_object_add(out, "status", json_object_new_string(status));
+	if (error)
+		json_object_object_add(out, "error", json_object_new_string(error));
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		struct json_object *v;
+		if (st && json_object_object_get_ex(st, keys[i], &v))
+			json_object_object_add(out, keys[i], json_object_get(v));
+	}
+	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+	json_object_put(out);
+}
+
+int cmd_migrate_send(int argc, char **argv)
+{
+	struct send_opts o = { .args = json_object_new_object() };
+	if (!o.args)
+		return 1;
+	int rc = parse(argc, argv, &o);
+	int a = -1, b = -1;
+	char *line = NULL, *reply = NULL;
+	struct json_object *final = NULL;
+	if (!rc && ((a = ctl_client__connect(o.control, WHO)) < 0 ||
+		    (b = ctl_client__connect(o.control, WHO)) < 0))
+		rc = 2;
+	/* The id of the VM's last migration before ours: a refused request
+	 * leaves it unchanged, so its numbers are not mistaken for ours. */
+	struct json_object *before = rc ? NULL : query(b, o.control);
+	int64_t prev_id = before ? (int64_t)num(before, "id") : -1;
+	json_object_put(before);
+	if (!rc && (!(line = request("migrate", o.args)) ||
+		    ctl_client__send(a, o.control, line, WHO) < 0))
+		rc = 2;
+	struct progress p = { .tty = isatty(STDERR_FILENO) && !o.quiet };
+	while (!rc) {
+		struct pollfd pf = { .fd = a, .events = POLLIN };
+		int n = poll(&pf, 1, POLL_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 0)
+			break;
+		struct json_object *q = o.quiet ? NULL : query(b, o.control);
+		if (q)
+			show_progress(&p, q);
+		json_object_put(q);
+	}
+	if (p.shown)
+		fputc('\n', stderr);
+	if (!rc)
+		reply = ctl_client__read(a, o.control, 10000, WHO);
+	struct json_object *r = reply ? json_tokener_parse(reply) : NULL, *ret, *err;
+	if (!rc && r && json_object_object_get_ex(r, "return", &ret)) {
+		summary(ret, "completed", NULL, o.json);
+	} else if (!rc) {
+		const char *why = r && json_object_object_get_ex(r, "error", &err) ? str(err, "desc") : NULL;
+		/* The VM is still there after a failure: its numbers say how far
+		 * it got, and whether the guest waits unconfirmed. */
+		final = query(b, o.control);
+		if (final && (int64_t)num(final, "id") == prev_id) {
+			json_object_put(final);	/* refused: nothing of ours ran */
+			final = NULL;
+		}
+		const char *status = final ? str(final, "status") : NULL;
+		summary(final, status ? status : "failed",
+			why ? why : "the VM closed its control socket before the migration ended", o.json);
+		rc = 1;
+	}
+	json_object_put(r);
+	json_object_put(final);
+	free(reply);
+	free(line);
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	json_object_put(o.args);
+	return rc;
+}

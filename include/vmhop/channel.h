@@ -1,0 +1,70 @@
+/* Channels: the byte pipes a migration runs over, one interface for every
+ * transport. A channel is a connected, full-duplex, reliable byte stream with
+ * an fd that poll() understands; TCP today, TLS and RDMA later behind the same
+ * calls. Addresses are URIs: `tcp:HOST:PORT` (HOST may be `[v6addr]`).
+ *
+ * Every blocking call is bounded by the channel's I/O timeout, so a peer that
+ * stops reading or writing turns into -ETIMEDOUT instead of a hang. */
+#ifndef VMHOP_CHANNEL_H
+#define VMHOP_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vmhop/err.h"
+
+#define CHANNEL_URI_MAX 300
+
+enum channel_kind {
+	CHANNEL_TCP,
+};
+
+struct channel_addr {
+	enum channel_kind kind;
+	char host[256];		/* without the brackets of an IPv6 literal */
+	char port[8];
+};
+
+struct channel {
+	enum channel_kind kind;
+	int fd;
+	int timeout_ms;		/* every read/write/wait; 0 = none */
+	char peer[CHANNEL_URI_MAX];	/* for messages */
+};
+
+struct channel_listener {
+	enum channel_kind kind;
+	int fd;
+	char local[CHANNEL_URI_MAX];	/* the bound address, port resolved */
+};
+
+/* Parses "tcp:HOST:PORT"; port 0 is allowed only when listening. */
+int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, struct err *e);
+
+int channel__listen(const char *uri, struct channel_listener *l, struct err *e);
+/* Waits up to timeout_ms (0 = forever) for one connection. */
+int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *c,
+		    struct err *e);
+void channel__listener_close(struct channel_listener *l);
+
+/* Connects within timeout_ms (0 = the system's own limit). */
+int channel__connect(const char *uri, int timeout_ms, struct channel *c, struct err *e);
+void channel__set_timeout(struct channel *c, int timeout_ms);
+
+/* Whole-buffer transfers. read_full returns 0 on success, -ENODATA on a clean
+ * end of stream before the first byte, -EPIPE on one in the middle, -errno
+ * (-ETIMEDOUT after the timeout) otherwise. */
+int channel__write_full(struct channel *c, const void *buf, size_t len);
+int channel__read_full(struct channel *c, void *buf, size_t len);
+/* One read of at most len bytes: > 0, 0 at end of stream, or -errno. */
+ssize_t channel__read_some(struct channel *c, void *buf, size_t len);
+/* 1 when there is something to read (or the peer hung up), 0 after
+ * timeout_ms (0: just look, < 0: wait for ever), -errno on error. */
+int channel__wait_readable(struct channel *c, int timeout_ms);
+/* Ends both directions now: the peer sees the connection drop. */
+void channel__shutdown(struct channel *c);
+void channel__close(struct channel *c);
+
+#endif

@@ -1,0 +1,121 @@
+/* Live migration: the source's pre-copy engine (runs in its own thread inside
+ * the VMM process that owns the guest's memory) and the destination's
+ * receiver. The wire: the handshake of migrate-proto.h around one stream
+ * (vmhop-stream(5)) carrying, in order, the vm-config section, memory rounds,
+ * the remaining pages and every other section after the vCPUs stopped, and
+ * END. The commit (ready / go / running) makes two running copies of a guest
+ * impossible: the source never runs the guest again after `go`. */
+#ifndef VMHOP_MIGRATE_H
+#define VMHOP_MIGRATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "vmhop/channel.h"
+#include "vmhop/err.h"
+
+struct vm;
+struct vm_config;
+
+#define MIGRATE_DEFAULT_DOWNTIME_MS	300
+#define MIGRATE_DEFAULT_IO_TIMEOUT_MS	15000
+
+struct migrate_params {
+	char uri[CHANNEL_URI_MAX];
+	uint64_t max_downtime_ms;
+	uint64_t max_bandwidth;		/* bytes/s, 0: unlimited */
+	bool compress;			/* zstd pages */
+	bool auto_converge;
+	uint64_t timeout_ms;		/* 0: none */
+	uint64_t io_timeout_ms;		/* a peer silent this long has failed */
+	/* Test hook: "PHASE:ACTION", see migrate-fault.h. Empty: none. */
+	char fault[64];
+};
+
+/* Fills defaults, then the arguments of a `migrate` control request. */
+int migrate__params_from_json(struct migrate_params *p, struct json_object *args,
+			      struct err *e);
+
+enum migrate_status {
+	MIGRATE_NONE,		/* never started */
+	MIGRATE_SETUP,		/* connecting, hello, setting up dirty logging */
+	MIGRATE_ACTIVE,		/* pre-copy rounds, the guest runs */
+	MIGRATE_STOPCOPY,	/* vCPUs stopped: last pages and state */
+	MIGRATE_COMMIT,		/* ready / go / running */
+	MIGRATE_COMPLETED,	/* the destination runs the guest */
+	MIGRATE_FAILED,		/* before go: the guest runs here again */
+	MIGRATE_UNCONFIRMED,	/* go sent, running never came: paused here */
+};
+
+const char *migrate__status_name(enum migrate_status s);
+
+struct migrate_stats {
+	enum migrate_status status;
+	char error[512];
+	uint64_t start_ns, setup_ns, total_ns, downtime_ns;
+	uint64_t rounds;
+	uint64_t bytes_sent;
+	uint64_t pages_total;		/* guest RAM pages */
+	uint64_t pages_skipped_zero;	/* never populated or all zero */
+	uint64_t pages_sent_raw, pages_sent_compressed;
+	uint64_t remaining_bytes;	/* dirty pages left at the last count */
+	double throughput_mib_s;	/* last round */
+	double dirty_rate_mib_s;	/* last round */
+	unsigned throttle_pct;
+	uint64_t id;			/* 1 for this VM's first migration, ... */
+};
+
+/* One JSON object (the query-migrate reply, the migrate summary). */
+struct json_object *migrate__stats_json(const struct migrate_stats *st);
+
+/* ---- source (control socket commands) ---- */
+
+/* `migrate` (asynchronous: replies with the summary when it ends) and
+ * `query-migrate`; ctx is the struct vm. */
+struct control_call;
+int migrate__control_start(void *ctx, struct json_object *args, struct control_call *call,
+			   struct err *e);
+int migrate__control_query(void *ctx, struct json_object *args, struct json_object **result,
+			   struct err *e);
+/* `migrate-cancel`: fails a migration that has not reached its commit. */
+int migrate__control_cancel(void *ctx, struct json_object *args, struct json_object **result,
+			    struct err *e);
+/* The VM ended: a migration still running fails at its next step. */
+void migrate__vm_ended(struct vm *vm);
+/* Waits for a running migration thread and frees it (at VM teardown). */
+void migrate__destroy(struct vm *vm);
+
+/* ---- destination ---- */
+
+struct migrate_recv_opts {
+	const char *serial;		/* NULL: stdio */
+	const char *control;		/* NULL: none */
+	const char *const *map_from;	/* --disk-map OLD=NEW pairs */
+	const char *const *map_to;
+	unsigned nr_maps;
+	uint64_t io_timeout_ms;
+	const char *fault;		/* test hook, NULL: none */
+};
+
+struct migrate_incoming {
+	struct channel ch;
+	struct vm *vm;
+	struct vm_config *cfg;
+	uint64_t bytes;			/* stream bytes received */
+	uint64_t rounds;
+	const char *fault;
+	uint64_t io_timeout_ms;
+};
+
+/* On an accepted channel: hello, the stream, ready, and waiting for go.
+ * Success leaves a VM loaded and not started, which may be started now and
+ * nowhere else; call migrate__incoming_running() once its vCPUs run. Any
+ * failure tells the source why (best effort) and frees everything. */
+int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opts *o,
+		      struct err *e);
+int migrate__incoming_running(struct migrate_incoming *in, struct err *e);
+void migrate__incoming_free(struct migrate_incoming *in);
+
+#endif

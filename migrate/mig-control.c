@@ -1,0 +1,252 @@
+/* The source's control commands: `migrate` starts the engine on its own
+ * thread and replies with the summary when the migration ends;
+ * `query-migrate` reports progress at any time. The thread hands its end to
+ * the loop with a uv_async_t; the loop joins it, replies, and (once the
+ * destination runs the guest) ends this VM as migrated. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate/mig-source.h"
+#include "vmhop/control.h"
+#include "vmhop/migrate-fault.h"
+#include "vmhop/util.h"
+#include "vmhop/vm.h"
+
+const char *migrate__status_name(enum migrate_status s)
+{
+	static const char *const names[] = {
+		[MIGRATE_NONE] = "none", [MIGRATE_SETUP] = "setup", [MIGRATE_ACTIVE] = "active",
+		[MIGRATE_STOPCOPY] = "stop-copy", [MIGRATE_COMMIT] = "commit",
+		[MIGRATE_COMPLETED] = "completed", [MIGRATE_FAILED] = "failed",
+		[MIGRATE_UNCONFIRMED] = "unconfirmed",
+	};
+	return s < ARRAY_SIZE(names) ? names[s] : "unknown";
+}
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+struct json_object *migrate__stats_json(const struct migrate_stats *st)
+{
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	bool ended = st->status == MIGRATE_COMPLETED || st->status == MIGRATE_FAILED ||
+		     st->status == MIGRATE_UNCONFIRMED;
+	uint64_t total = ended ? st->total_ns : (st->start_ns ? util__now_ns() - st->start_ns : 0);
+	double eta = st->throughput_mib_s > 0 ?
+		     (double)st->remaining_bytes / (st->throughput_mib_s * 1048576.0) * 1000.0 : 0;
+	json_object_object_add(o, "status", json_object_new_string(migrate__status_name(st->status)));
+	if (st->error[0])
+		json_object_object_add(o, "error", json_object_new_string(st->error));
+	json_object_object_add(o, "total_ms", json_object_new_double(ms(total)));
+	json_object_object_add(o, "setup_ms", json_object_new_double(ms(st->setup_ns)));
+	if (st->status == MIGRATE_COMPLETED)
+		json_object_object_add(o, "downtime_ms", json_object_new_double(ms(st->downtime_ns)));
+	json_object_object_add(o, "rounds", json_object_new_int64((int64_t)st->rounds));
+	json_object_object_add(o, "bytes_sent", json_object_new_int64((int64_t)st->bytes_sent));
+	json_object_object_add(o, "pages_total", json_object_new_int64((int64_t)st->pages_total));
+	json_object_object_add(o, "pages_skipped_zero",
+			       json_object_new_int64((int64_t)st->pages_skipped_zero));
+	json_object_object_add(o, "pages_sent_raw", json_object_new_int64((int64_t)st->pages_sent_raw));
+	json_object_object_add(o, "pages_sent_compressed",
+			       json_object_new_int64((int64_t)st->pages_sent_compressed));
+	json_object_object_add(o, "remaining_bytes",
+			       json_object_new_int64((int64_t)st->remaining_bytes));
+	json_object_object_add(o, "throughput_mib_s", json_object_new_double(st->throughput_mib_s));
+	json_object_object_add(o, "dirty_rate_mib_s", json_object_new_double(st->dirty_rate_mib_s));
+	json_object_object_add(o, "eta_ms", json_object_new_double(ended ? 0 : eta));
+	json_object_object_add(o, "throttle_pct", json_object_new_int((int)st->throttle_pct));
+	json_object_object_add(o, "id", json_object_new_int64((int64_t)st->id));
+	return o;
+}
+
+int migrate__params_from_json(struct migrate_params *p, struct json_object *args,
+			      struct err *e)
+{
+	memset(p, 0, sizeof(*p));
+	p->max_downtime_ms = MIGRATE_DEFAULT_DOWNTIME_MS;
+	p->io_timeout_ms = MIGRATE_DEFAULT_IO_TIMEOUT_MS;
+	const char *uri = NULL, *compress = NULL, *fault = NULL;
+	uint64_t timeout_s = 0, io_timeout_s = 0;
+	int r = control__arg_str(args, "migrate", "uri", sizeof(p->uri) - 1, &uri, e);
+	if (r == 0)
+		return err__set(e, EINVAL, "migrate: 'uri' (tcp:HOST:PORT) is required");
+	struct channel_addr a;
+	if (r > 0)
+		r = channel__parse_uri(uri, false, &a, e);
+	if (r >= 0)
+		r = control__arg_u64(args, "migrate", "max_downtime_ms", 1, 3600000, &p->max_downtime_ms, e);
+	if (r >= 0)
+		r = control__arg_u64(args, "migrate", "max_bandwidth", 0, UINT64_MAX / 2,
+				     &p->max_bandwidth, e);
+	if (r >= 0)
+		r = control__arg_str(args, "migrate", "compress", 8, &compress, e);
+	if (r >= 0)
+		r = control__arg_bool(args, "migrate", "auto_converge", &p->auto_converge, e);
+	if (r >= 0)
+		r = control__arg_u64(args, "migrate", "timeout", 0, 86400 * 365, &timeout_s, e);
+	if (r >= 0 && (r = control__arg_u64(args, "migrate", "io_timeout", 1, 3600, &io_timeout_s, e)) > 0)
+		p->io_timeout_ms = io_timeout_s * 1000;
+	if (r >= 0)
+		r = control__arg_str(args, "migrate", "fault", sizeof(p->fault) - 1, &fault, e);
+	if (r < 0)
+		return r;
+	if (compress && strcmp(compress, "none") && strcmp(compress, "zstd"))
+		return err__set(e, EINVAL, "migrate: compress must be none or zstd, not '%s'", compress);
+	p->compress = compress && !strcmp(compress, "zstd");
+	p->timeout_ms = timeout_s * 1000;
+	snprintf(p->uri, sizeof(p->uri), "%s", uri);
+	if (fault) {
+		if ((r = mig_fault__check(fault, e)) < 0)
+			return r == -EPERM ? err__set(e, EINVAL, "%s", e->msg) : r;
+		snprintf(p->fault, sizeof(p->fault), "%s", fault);
+	}
+	return 0;
+}
+
+static void *engine_thread(void *arg)
+{
+	struct migration *m = arg;
+	mig_source__run(m);
+	uv_async_send(m->done);
+	return NULL;
+}
+
+static void free_async(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void on_done(uv_async_t *a)
+{
+	struct migration *m = a->data;
+	pthread_join(m->thread, NULL);
+	m->thread_started = false;
+	m->finished = true;
+	m->done = NULL;
+	uv_close((uv_handle_t *)a, free_async);
+
+	pthread_mutex_lock(&m->lock);
+	struct migrate_stats st = m->st;
+	pthread_mutex_unlock(&m->lock);
+	struct err e = { 0 };
+	int rc = 0;
+	if (st.status != MIGRATE_COMPLETED)
+		rc = err__set(&e, st.status == MIGRATE_UNCONFIRMED ? EIO : ECANCELED, "%s", st.error);
+	/* A failure's numbers stay available through query-migrate. */
+	struct control_call *call = m->call;
+	m->call = NULL;
+	if (call)
+		control__call_done(call, rc, rc ? NULL : migrate__stats_json(&st), &e);
+	if (st.status == MIGRATE_COMPLETED) {
+		char why[CHANNEL_URI_MAX + 32];
+		snprintf(why, sizeof(why), "migrated to %s", m->p.uri);
+		vm__stop(m->vm, VM_MIGRATED, why);
+	}
+}
+
+int migrate__control_start(void *ctx, struct json_object *args, struct control_call *call,
+			   struct err *e)
+{
+	struct vm *vm = ctx;
+	struct migrate_params p;
+	int r = migrate__params_from_json(&p, args, e);
+	if (r < 0)
+		return r;
+	struct migration *old = vm->migration;
+	if (old && !old->finished)
+		return err__set(e, EBUSY, "a migration of this VM is already %s",
+				migrate__status_name(old->st.status));
+	enum vm_state s = vm__state(vm);
+	if (s != VM_RUNNING)
+		return err__set(e, EBUSY, "migrate: the VM is %s; only a running VM migrates live%s",
+				vm__state_name(s), s == VM_PAUSED ? " (resume it first)" : "");
+	struct migration *m = calloc(1, sizeof(*m));
+	uv_async_t *done = calloc(1, sizeof(*done));
+	if (!m || !done || uv_async_init(control__call_loop(call), done, on_done)) {
+		free(m);
+		free(done);
+		return err__set(e, ENOMEM, "migrate: cannot set up the migration");
+	}
+	m->vm = vm;
+	m->p = p;
+	m->ch.fd = -1;
+	m->done = done;
+	done->data = m;
+	pthread_mutex_init(&m->lock, NULL);
+	m->st.status = MIGRATE_SETUP;
+	m->st.start_ns = util__now_ns();
+	m->st.pages_total = vm->mem.nr_pages;
+	m->st.id = old ? old->st.id + 1 : 1;
+	r = pthread_create(&m->thread, NULL, engine_thread, m);
+	if (r) {
+		uv_close((uv_handle_t *)done, free_async);
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return err__setsys(e, r, "migrate: starting the migration thread");
+	}
+	m->thread_started = true;
+	m->call = call;
+	if (old) {
+		pthread_mutex_destroy(&old->lock);
+		free(old);
+	}
+	vm->migration = m;
+	return 0;
+}
+
+int migrate__control_cancel(void *ctx, struct json_object *args, struct json_object **result,
+			    struct err *e)
+{
+	struct vm *vm = ctx;
+	(void)args;
+	(void)result;
+	struct migration *m = vm->migration;
+	if (!m || m->finished || !m->thread_started)
+		return err__set(e, EINVAL, "migrate-cancel: no migration is running");
+	/* The commit cannot be taken back once go may have left. */
+	if (!mig_source__abort(m, true))
+		return err__set(e, EBUSY, "migrate-cancel: the migration is committing; too late to cancel");
+	return 0;
+}
+
+int migrate__control_query(void *ctx, struct json_object *args, struct json_object **result,
+			   struct err *e)
+{
+	struct vm *vm = ctx;
+	(void)args;
+	struct migrate_stats st = { .status = MIGRATE_NONE };
+	struct migration *m = vm->migration;
+	if (m) {
+		pthread_mutex_lock(&m->lock);
+		st = m->st;
+		pthread_mutex_unlock(&m->lock);
+	}
+	*result = migrate__stats_json(&st);
+	return *result ? 0 : err__set(e, ENOMEM, "out of memory");
+}
+
+void migrate__vm_ended(struct vm *vm)
+{
+	struct migration *m = vm->migration;
+	if (m && m->thread_started)
+		mig_source__abort(m, false);
+}
+
+void migrate__destroy(struct vm *vm)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return;
+	if (m->thread_started) {
+		mig_source__abort(m, false);
+		pthread_join(m->thread, NULL);
+	}
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	vm->migration = NULL;
+}

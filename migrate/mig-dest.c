@@ -1,0 +1,248 @@
+/* The destination's side of a migration: hello, the stream into a VM built
+ * from the stream's own vm-config section, ready, and waiting for go. The VM
+ * is started by the caller only after go, so a source that never says go
+ * leaves nothing running here. On any failure the source hears the reason
+ * in an error message before the connection closes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "vmhop/log.h"
+#include "vmhop/migrate-fault.h"
+#include "vmhop/migrate-proto.h"
+#include "vmhop/migrate.h"
+#include "vmhop/release.h"
+#include "vmhop/section.h"
+#include "vmhop/stream.h"
+#include "vmhop/util.h"
+#include "vmhop/vm-config.h"
+#include "vmhop/vm-sections.h"
+#include "vmhop/vm.h"
+
+static ssize_t io_read(void *opaque, void *buf, size_t len)
+{
+	struct migrate_incoming *in = opaque;
+	ssize_t n = channel__read_some(&in->ch, buf, len);
+	if (n > 0)
+		in->bytes += (uint64_t)n;
+	return n;
+}
+
+static int reader_err(struct stream_reader *r, int rc, struct err *e)
+{
+	return stream__reader_err(r, rc, "stream from the source: ", e);
+}
+
+static int handshake(struct migrate_incoming *in, struct err *e)
+{
+	struct json_object *peer = NULL;
+	int rc = mig__recv(&in->ch, 0, "hello", "the source's hello", &peer, e);
+	if (!rc)
+		rc = mig__check_hello(peer, "source", e);
+	json_object_put(peer);
+	if (rc < 0)
+		return rc;
+	struct json_object *hello = mig__hello("destination", e);
+	if (!hello)
+		return -e->code;
+	rc = mig__send(&in->ch, hello, e);
+	json_object_put(hello);
+	if (!rc)
+		rc = mig_fault__at(in->fault, "hello", &in->ch, in->io_timeout_ms, e);
+	return rc;
+}
+
+static int apply_opts(struct vm_config *cfg, const struct migrate_recv_opts *o, struct err *e)
+{
+	/* The console and control socket belong to this process, not the
+	 * source's; disks keep their paths unless mapped. */
+	int rc = vm_config__set_serial(cfg, o->serial ? o->serial : "stdio", e);
+	if (rc < 0)
+		return rc;
+	free(cfg->control_path);
+	cfg->control_path = o->control ? strdup(o->control) : NULL;
+	if (o->control && !cfg->control_path)
+		return err__set(e, ENOMEM, "out of memory");
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		for (unsigned k = 0; k < o->nr_maps; k++)
+			if (!strcmp(cfg->disks[i].path, o->map_from[k])) {
+				char *to = strdup(o->map_to[k]);
+				if (!to)
+					return err__set(e, ENOMEM, "out of memory");
+				free(cfg->disks[i].path);
+				cfg->disks[i].path = to;
+				break;
+			}
+	return 0;
+}
+
+/* The first record: the VM's configuration, from which the VM is built. */
+static int build_vm(struct migrate_incoming *in, struct stream_reader *r,
+		    const struct migrate_recv_opts *o, struct err *e)
+{
+	uint8_t *payload = NULL;
+	uint32_t len = 0;
+	uint64_t base = 0;
+	in->cfg = calloc(1, sizeof(*in->cfg));
+	if (!in->cfg)
+		return err__set(e, ENOMEM, "out of memory");
+	vm_config__init(in->cfg);
+	int rc = vm_sections__read_config(r, in->cfg, &payload, &len, &base, e);
+	if (!rc)
+		rc = apply_opts(in->cfg, o, e);
+	if (!rc)
+		rc = vm__create_incoming(&in->vm, in->cfg, e);
+	/* The configuration section counts as loaded into the new VM too. */
+	if (!rc)
+		rc = section__decode(vm_sections__registry(in->vm), payload, len, base, e);
+	free(payload);
+	return rc;
+}
+
+/* NOTE records mark the source's rounds: the test hooks key on them. */
+static int on_note(struct migrate_incoming *in, struct stream_reader *r, struct err *e)
+{
+	uint8_t *text = NULL;
+	int rc = stream__read_payload(r, STREAM_NOTE_MAX, &text);
+	if (rc < 0)
+		return reader_err(r, rc, e);
+	unsigned long long round;
+	char buf[32] = "";
+	if (text)
+		snprintf(buf, sizeof(buf), "%.*s", (int)MIN(r->rec.len, sizeof(buf) - 1), (char *)text);
+	free(text);
+	if (sscanf(buf, "round %llu", &round) == 1) {
+		in->rounds = round;
+		bool final = strstr(buf, "final") != NULL;
+		if (round == 1)
+			return mig_fault__at(in->fault, "round1", &in->ch, in->io_timeout_ms, e);
+		if (round == 2 && !final)
+			return mig_fault__at(in->fault, "precopy", &in->ch, in->io_timeout_ms, e);
+	}
+	return 0;
+}
+
+static int load_stream(struct migrate_incoming *in, struct stream_reader *r, struct err *e)
+{
+	struct stream_mem_dec dec;
+	int rc = stream__mem_dec_init(&dec, e);
+	if (rc < 0)
+		return rc;
+	uint64_t *written = calloc((in->vm->mem.nr_pages + 63) / 64, sizeof(uint64_t));
+	if (!written) {
+		stream__mem_dec_free(&dec);
+		return err__set(e, ENOMEM, "out of memory");
+	}
+	struct stream_mem_dst dst = { .host = in->vm->mem.base, .npages = in->vm->mem.nr_pages,
+				      .written = written, .fresh = true };
+	struct section_registry *reg = vm_sections__registry(in->vm);
+	bool state_started = false;
+	struct stream_rec rec;
+	while ((rc = stream__next_record(r, &rec)) > 0) {
+		if (rec.type == STREAM_REC_MEM) {
+			rc = stream__mem_read(r, &rec, &dec, &dst);
+			if (rc < 0)
+				rc = reader_err(r, rc, e);
+		} else if (rec.type == STREAM_REC_SECTION) {
+			if (!state_started && (rc = mig_fault__at(in->fault, "stopcopy", &in->ch, in->io_timeout_ms, e)) < 0)
+				break;
+			state_started = true;
+			rc = section__load_record(reg, r, &rec, e);
+		} else if (rec.type == STREAM_REC_NOTE) {
+			rc = on_note(in, r, e);
+		} else {
+			rc = stream__rec_skip(r);
+			if (rc < 0)
+				rc = reader_err(r, rc, e);
+		}
+		if (rc < 0)
+			break;
+	}
+	if (rc < 0 && !e->code)
+		reader_err(r, rc, e);
+	stream__mem_dec_free(&dec);
+	free(written);
+	if (rc < 0)
+		return rc;
+	return section__check_all_loaded(reg, e);
+}
+
+/* Tells the source why, then lets it read that before the connection goes:
+ * closing with its data unread would reset the connection and lose it. */
+static void refuse(struct migrate_incoming *in, const struct err *e)
+{
+	if (in->ch.fd < 0)
+		return;
+	mig__send_error(&in->ch, e->msg);
+	(void)shutdown(in->ch.fd, SHUT_WR);
+	char sink[65536];
+	uint64_t until = util__now_ns() + 2000000000ULL;
+	channel__set_timeout(&in->ch, 200);
+	while (util__now_ns() < until && channel__read_some(&in->ch, sink, sizeof(sink)) > 0)
+		;
+}
+
+int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opts *o,
+		      struct err *e)
+{
+	in->fault = o->fault;
+	in->io_timeout_ms = o->io_timeout_ms;
+	channel__set_timeout(&in->ch, (int)o->io_timeout_ms);
+	struct release_matrix m;
+	struct release_policy pol;
+	struct stream_io io = { .read = io_read, .opaque = in };
+	struct stream_reader r;
+	bool reader = false;
+	int rc = release__policy(&m, &pol, e);
+	if (!rc)
+		rc = handshake(in, e);
+	if (!rc) {
+		rc = stream__reader_init(&r, &io);
+		reader = true;
+	}
+	if (!rc && (rc = stream__read_header(&r, NULL, &pol)) < 0)
+		reader_err(&r, rc, e);
+	if (!rc)
+		rc = build_vm(in, &r, o, e);
+	if (!rc)
+		rc = load_stream(in, &r, e);
+	if (reader)
+		stream__reader_free(&r);
+	if (!rc)
+		rc = mig__send_type(&in->ch, "ready", e);
+	if (!rc)
+		rc = mig_fault__at(in->fault, "ready", &in->ch, in->io_timeout_ms, e);
+	struct json_object *go = NULL;
+	if (!rc)
+		rc = mig__recv(&in->ch, 0, "go", "the source's go", &go, e);
+	json_object_put(go);
+	if (!rc)
+		rc = mig_fault__at(in->fault, "go", &in->ch, in->io_timeout_ms, e);
+	if (rc < 0) {
+		if (!e->code)
+			err__set(e, -rc, "%s", strerror(-rc));
+		refuse(in, e);
+		migrate__incoming_free(in);
+	}
+	return rc;
+}
+
+int migrate__incoming_running(struct migrate_incoming *in, struct err *e)
+{
+	int rc = mig__send_type(&in->ch, "running", e);
+	channel__close(&in->ch);
+	return rc;
+}
+
+void migrate__incoming_free(struct migrate_incoming *in)
+{
+	vm__destroy(in->vm);
+	in->vm = NULL;
+	if (in->cfg) {
+		vm_config__free(in->cfg);
+		free(in->cfg);
+		in->cfg = NULL;
+	}
+	channel__close(&in->ch);
+}

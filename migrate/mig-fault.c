@@ -1,0 +1,57 @@
+/* Test hooks for the fault-injection tests (migrate-fault.h). */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vmhop/migrate-fault.h"
+
+static const char *const phases[] = { "hello", "round1", "precopy", "stopcopy", "ready", "go" };
+static const char *const actions[] = { "cut", "stall", "kill", "delay" };
+
+static bool one_of(const char *s, size_t len, const char *const *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(set[i]) == len && !memcmp(s, set[i], len))
+			return true;
+	return false;
+}
+
+int mig_fault__check(const char *spec, struct err *e)
+{
+	if (!spec || !*spec)
+		return 0;
+	const char *hooks = getenv(MIGRATE_TEST_HOOKS_ENV);
+	if (!hooks || strcmp(hooks, "1"))
+		return err__set(e, EPERM, "fault injection is a test hook: the VMM must run with %s=1",
+				MIGRATE_TEST_HOOKS_ENV);
+	const char *colon = strchr(spec, ':');
+	if (!colon || !one_of(spec, (size_t)(colon - spec), phases, sizeof(phases) / sizeof(*phases)) ||
+	    !one_of(colon + 1, strlen(colon + 1), actions, sizeof(actions) / sizeof(*actions)))
+		return err__set(e, EINVAL, "fault '%s': expected PHASE:ACTION with PHASE one of "
+				"hello, round1, precopy, stopcopy, ready, go and ACTION cut, stall, kill or delay",
+				spec);
+	return 0;
+}
+
+int mig_fault__at(const char *spec, const char *phase, struct channel *c,
+		  uint64_t io_timeout_ms, struct err *e)
+{
+	size_t n = strlen(phase);
+	if (!spec || strncmp(spec, phase, n) || spec[n] != ':')
+		return 0;
+	const char *action = spec + n + 1;
+	if (!strcmp(action, "kill")) {
+		raise(SIGKILL);
+	} else if (!strcmp(action, "cut")) {
+		channel__shutdown(c);
+		return err__set(e, ECONNABORTED, "connection cut at %s (test hook)", phase);
+	} else if (!strcmp(action, "stall") || !strcmp(action, "delay")) {
+		uint64_t ms = action[0] == 's' ? io_timeout_ms + 1000 : 500;
+		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) < 0)
+			;
+	}
+	return 0;
+}

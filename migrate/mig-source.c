@@ -1,0 +1,666 @@
+/* The source's pre-copy engine. One thread per migration does everything
+ * that blocks: connecting, the hellos, memory rounds driven by the dirty log,
+ * stop-and-copy, the commit. The rules it keeps:
+ *  - Until `go` is sent, any failure resumes the guest here (if it paused
+ *    it) and drops the connection, so the destination discards its copy.
+ *  - From the moment `go` may have left, the guest never runs here again on
+ *    its own (vm->handed_off): without `running` it stays paused.
+ * Rounds: round 1 sends every populated page (memfd data extents: pages that
+ * were never touched are not even read); each later round sends what the
+ * dirty log reports, until what is left fits the downtime budget at the
+ * measured bandwidth. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate/mig-source.h"
+#include "vmhop/dirty-log.h"
+#include "vmhop/log.h"
+#include "vmhop/migrate-fault.h"
+#include "vmhop/migrate-proto.h"
+#include "vmhop/release.h"
+#include "vmhop/section.h"
+#include "vmhop/stream.h"
+#include "vmhop/util.h"
+#include "vmhop/vm-sections.h"
+#include "vmhop/vm.h"
+
+#define WRITE_CHUNK (256 * 1024)
+#define STAGE_SIZE (1024 * 1024)
+#define MAX_ROUNDS 30	/* without auto-converge: then it will not converge */
+#define EXTENT_CHUNK 4096	/* pages per write in round 1, between progress updates */
+#define AC_INITIAL 50		/* auto-converge: first throttle step (%) */
+#define AC_STEP 20
+#define MIB (1024.0 * 1024.0)
+
+/* Everything one run of the engine owns. */
+struct engine {
+	struct migration *m;
+	struct vm *vm;
+	struct err e;
+	struct dirty_log dl;
+	bool logging;
+	uint64_t *bm;
+	uint64_t nbits;
+	struct stream_io io;
+	struct stream_writer w;
+	bool writer;
+	struct stream_mem_enc enc;
+	bool encoder;
+	struct stream_ram ram;
+	uint64_t sent;			/* bytes on the channel */
+	uint8_t *stage;			/* page data on its way (io_reserve) */
+	size_t stage_len;
+	int io_err;			/* first channel error */
+	uint64_t rate_t0, rate_sent0;	/* bandwidth limit window */
+	bool paused;			/* we paused the guest */
+	bool went;			/* go may have left */
+	uint64_t holes;			/* pages never populated (round 1) */
+	double bw;			/* bytes/s, measured */
+};
+
+static void set_status(struct migration *m, enum migrate_status s)
+{
+	pthread_mutex_lock(&m->lock);
+	m->st.status = s;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static bool aborted(struct migration *m)
+{
+	pthread_mutex_lock(&m->lock);
+	bool a = m->abort;
+	pthread_mutex_unlock(&m->lock);
+	return a;
+}
+
+bool mig_source__abort(struct migration *m, bool before_commit)
+{
+	pthread_mutex_lock(&m->lock);
+	bool late = m->st.status >= MIGRATE_COMMIT;
+	if (!before_commit || !late) {
+		m->abort = true;
+		m->cancelled |= before_commit;
+		channel__shutdown(&m->ch);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return !before_commit || !late;
+}
+
+static void set_vm_flag(struct vm *vm, bool *flag, bool on)
+{
+	pthread_mutex_lock(&vm->lock);
+	*flag = on;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL) };
+	while (nanosleep(&ts, &ts) < 0)
+		;
+}
+
+/* A message from the destination in the middle of the stream can only be an
+ * error report: read it, so the failure names the destination's reason. */
+static int poll_peer(struct engine *g, int wait_ms)
+{
+	struct migration *m = g->m;
+	if (channel__wait_readable(&m->ch, wait_ms) <= 0)
+		return 0;
+	struct json_object *msg = NULL;
+	struct err pe = { 0 };
+	int rc = mig__recv(&m->ch, wait_ms > 0 ? wait_ms : 1000, NULL, "a message", &msg, &pe);
+	json_object_put(msg);
+	if (!rc) {
+		err__set(&m->peer_err, EPROTO, "the destination sent an unexpected message");
+		return -EPROTO;
+	}
+	err__set(&m->peer_err, pe.code, "%s", pe.msg);
+	return -pe.code;
+}
+
+/* Bytes onto the channel: the bandwidth limit, the destination's error
+ * reports, and the byte count. */
+static int send_bytes(struct engine *g, const uint8_t *p, size_t left)
+{
+	struct migration *m = g->m;
+	while (left) {
+		if (aborted(m))
+			return -ECANCELED;
+		int rc = poll_peer(g, 0);
+		if (rc < 0)
+			return rc;
+		size_t n = MIN(left, (size_t)WRITE_CHUNK);
+		if (m->p.max_bandwidth) {
+			uint64_t now = util__now_ns();
+			/* A window that restarts every second keeps the limit
+			 * honest without letting an idle pause bank a burst. */
+			if (now - g->rate_t0 > 1000000000ULL) {
+				g->rate_t0 = now;
+				g->rate_sent0 = g->sent;
+			}
+			uint64_t due = (uint64_t)((double)(g->sent - g->rate_sent0 + n) * 1e9 /
+						  (double)m->p.max_bandwidth);
+			if (due > now - g->rate_t0)
+				sleep_ns(due - (now - g->rate_t0));
+		}
+		rc = channel__write_full(&m->ch, p, n);
+		if (rc < 0) {
+			poll_peer(g, 200);	/* the reason, if the peer gave one */
+			return rc;
+		}
+		g->sent += n;
+		p += n;
+		left -= n;
+		pthread_mutex_lock(&m->lock);
+		m->st.bytes_sent = g->sent;
+		pthread_mutex_unlock(&m->lock);
+	}
+	return 0;
+}
+
+static int stage_flush(struct engine *g)
+{
+	if (g->io_err)
+		return g->io_err;
+	int rc = send_bytes(g, g->stage, g->stage_len);
+	g->stage_len = 0;
+	if (rc < 0)
+		g->io_err = rc;
+	return rc;
+}
+
+/* The writer's channel. Page data is copied into a staging buffer (reserve)
+ * rather than sent from guest memory: the guest keeps writing its pages, and
+ * a page must not change between its checksum and the wire. */
+static ssize_t io_write(void *opaque, const void *buf, size_t len)
+{
+	struct engine *g = opaque;
+	int rc = stage_flush(g);
+	if (!rc)
+		rc = send_bytes(g, buf, len);
+	if (rc < 0) {
+		g->io_err = rc;
+		return rc;
+	}
+	return (ssize_t)len;
+}
+
+static void *io_reserve(void *opaque, size_t want, size_t *got)
+{
+	struct engine *g = opaque;
+	*got = 0;
+	if (g->stage_len == STAGE_SIZE && stage_flush(g) < 0)
+		return NULL;
+	size_t n = MIN(want, STAGE_SIZE - g->stage_len);
+	void *p = g->stage + g->stage_len;
+	g->stage_len += n;
+	*got = n;
+	return p;
+}
+
+/* Everything written so far onto the wire (writer buffer, then staging). */
+static int rc_flush(struct engine *g)
+{
+	int rc = stream__flush(&g->w);
+	if (!rc)
+		rc = stage_flush(g);
+	return rc;
+}
+
+/* The engine's error, preferring what the destination reported. */
+static int fail(struct engine *g, int rc)
+{
+	struct migration *m = g->m;
+	if (m->peer_err.code) {
+		err__clear(&g->e);
+		err__set(&g->e, m->peer_err.code, "%s", m->peer_err.msg);
+	} else if (!g->e.code && g->io_err) {
+		int code = -g->io_err;
+		if (code == ETIMEDOUT)
+			err__set(&g->e, code, "sending to %s: no progress within %llu ms", m->ch.peer,
+				 (unsigned long long)m->p.io_timeout_ms);
+		else if (code == EPIPE || code == ECONNRESET)
+			err__set(&g->e, code, "sending to %s: the connection was closed", m->ch.peer);
+		else
+			err__setsys(&g->e, code, "sending to %s", m->ch.peer);
+	} else if (!g->e.code && g->writer && g->w.err.code) {
+		err__set(&g->e, g->w.err.code, "%s", g->w.err.msg);
+	} else if (!g->e.code) {
+		err__set(&g->e, rc < 0 ? -rc : EIO, "%s", strerror(rc < 0 ? -rc : EIO));
+	}
+	return rc < 0 ? rc : -EIO;
+}
+
+static int writer_rc(struct engine *g, int rc)
+{
+	return rc < 0 ? fail(g, rc) : 0;
+}
+
+static int fault(struct engine *g, const char *phase)
+{
+	struct migration *m = g->m;
+	int rc = mig_fault__at(m->p.fault, phase, &m->ch, m->p.io_timeout_ms, &g->e);
+	return rc < 0 ? fail(g, rc) : 0;
+}
+
+static void count_pages(struct engine *g)
+{
+	struct migration *m = g->m;
+	pthread_mutex_lock(&m->lock);
+	m->st.pages_sent_raw = g->enc.stats.pages[STREAM_PAGE_RAW];
+	m->st.pages_sent_compressed = g->enc.stats.pages[STREAM_PAGE_ZSTD];
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int handshake(struct engine *g)
+{
+	struct migration *m = g->m;
+	int rc = channel__connect(m->p.uri, (int)m->p.io_timeout_ms, &m->ch, &g->e);
+	if (rc < 0)
+		return rc;
+	channel__set_timeout(&m->ch, (int)m->p.io_timeout_ms);
+	struct json_object *hello = mig__hello("source", &g->e), *reply = NULL;
+	if (!hello)
+		return -g->e.code;
+	rc = mig__send(&m->ch, hello, &g->e);
+	json_object_put(hello);
+	if (!rc)
+		rc = mig__recv(&m->ch, 0, "hello", "the destination's hello", &reply, &g->e);
+	if (!rc)
+		rc = mig__check_hello(reply, "destination", &g->e);
+	json_object_put(reply);
+	if (rc < 0)
+		return rc;
+	return fault(g, "hello");
+}
+
+static int start_stream(struct engine *g)
+{
+	struct release_matrix rm;
+	struct release_policy pol;
+	int rc = release__policy(&rm, &pol, &g->e);
+	if (rc < 0)
+		return rc;
+	g->stage = malloc(STAGE_SIZE);
+	if (!g->stage)
+		return err__set(&g->e, ENOMEM, "out of memory");
+	g->io = (struct stream_io){ .write = io_write, .reserve = io_reserve, .opaque = g };
+	rc = stream__writer_init_release(&g->w, &g->io, &pol, 0, false);
+	g->writer = true;
+	if (rc < 0)
+		return fail(g, rc);
+	struct stream_mem_enc_opts eo = { .compress = g->m->p.compress, .detect_zero = true };
+	if ((rc = stream__mem_enc_init(&g->enc, &eo, &g->e)) < 0)
+		return rc;
+	g->encoder = true;
+	/* The destination builds the VM from this before any page arrives. */
+	return section__save_one(vm_sections__registry(g->vm), &g->w, VM_SECTION_CONFIG, &g->e);
+}
+
+static int start_logging(struct engine *g)
+{
+	dirty_log__init(&g->dl, &g->vm->mem, g->vm->vm_fd);
+	struct err ignore = { 0 };
+	/* Manual protect keeps write faults off pages not yet sent; without it
+	 * classic logging works the same for this engine. */
+	(void)dirty_log__enable_manual_protect(&g->dl, false, &ignore);
+	int rc = dirty_log__start(&g->dl, &g->e);
+	if (rc < 0)
+		return rc;
+	g->logging = true;
+	g->nbits = g->vm->mem.nr_pages;
+	g->bm = calloc(dirty_log__bitmap_words(&g->dl), sizeof(uint64_t));
+	if (!g->bm)
+		return err__set(&g->e, ENOMEM, "out of memory for the dirty bitmap");
+	return 0;
+}
+
+/* A NOTE per round: free text for vmhop stream-info and the destination
+ * ("round N", and "round N final" for the one with the vCPUs stopped). */
+static int note_round(struct engine *g, uint64_t round, bool final)
+{
+	char text[48];
+	snprintf(text, sizeof(text), "round %llu%s", (unsigned long long)round,
+		 final ? " final" : "");
+	return writer_rc(g, stream__write_note(&g->w, text));
+}
+
+static int out_of_time(struct engine *g)
+{
+	struct migration *m = g->m;
+	if (!m->p.timeout_ms || util__now_ns() - m->st.start_ns <= m->p.timeout_ms * 1000000ULL)
+		return 0;
+	return err__set(&g->e, ETIMEDOUT, "not done within %llu s (the first copy of the guest's "
+			"memory alone takes longer: raise --max-bandwidth or --timeout)",
+			(unsigned long long)(m->p.timeout_ms / 1000));
+}
+
+/* Round 1: every populated page, found by asking the memfd for its data
+ * extents; holes are never read and cost nothing on the wire. The extents
+ * are listed first so progress can say how much is left. */
+static int first_round(struct engine *g, uint64_t *skipped_holes)
+{
+	int fd = g->vm->mem.memfd;
+	off_t size = (off_t)g->vm->mem.size, off = 0;
+	uint64_t (*ext)[2] = NULL, populated = 0;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	while (off < size) {
+		off_t data = lseek(fd, off, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;
+		off_t hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+		if (data < 0 || hole < 0) {
+			rc = err__setsys(&g->e, errno, "finding the guest's populated memory");
+			goto out;
+		}
+		uint64_t first = (uint64_t)data / GUEST_PAGE_SIZE;
+		uint64_t end = MIN(((uint64_t)hole + GUEST_PAGE_SIZE - 1) / GUEST_PAGE_SIZE, g->nbits);
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			void *nx = realloc(ext, cap * sizeof(*ext));
+			if (!nx) {
+				rc = err__set(&g->e, ENOMEM, "out of memory");
+				goto out;
+			}
+			ext = nx;
+		}
+		ext[n][0] = first;
+		ext[n++][1] = end;
+		populated += end - first;
+		off = (off_t)(end * GUEST_PAGE_SIZE);
+	}
+	*skipped_holes = g->nbits - populated;
+	uint64_t left = populated, t0 = util__now_ns(), s0 = g->sent;
+	for (size_t i = 0; i < n && !rc; i++)
+		for (uint64_t a = ext[i][0]; a < ext[i][1] && !rc; a += EXTENT_CHUNK) {
+			uint64_t c = MIN((uint64_t)EXTENT_CHUNK, ext[i][1] - a);
+			rc = stream__mem_write_range(&g->w, &g->enc, &g->ram, a, c);
+			if (rc < 0) {
+				rc = fail(g, rc);
+				break;
+			}
+			left -= c;
+			count_pages(g);
+			uint64_t dt = util__now_ns() - t0;
+			pthread_mutex_lock(&g->m->lock);
+			g->m->st.remaining_bytes = left * GUEST_PAGE_SIZE;
+			if (dt > 100000000ULL)
+				g->m->st.throughput_mib_s = (double)(g->sent - s0) / MIB * 1e9 / (double)dt;
+			pthread_mutex_unlock(&g->m->lock);
+			if (aborted(g->m))
+				rc = fail(g, -ECANCELED);
+			else
+				rc = out_of_time(g);
+		}
+out:
+	free(ext);
+	return rc;
+}
+
+/* Sends the pages set in bm, re-arming each run's logging just before it is
+ * read, and clears them in bm. */
+static int send_dirty(struct engine *g)
+{
+	uint64_t a = dirty_bitmap__next(g->bm, g->nbits, 0);
+	while (a < g->nbits) {
+		uint64_t b = dirty_bitmap__next_clear(g->bm, g->nbits, a);
+		int rc = dirty_log__clear(&g->dl, g->bm, a, b - a, &g->e);
+		if (rc < 0)
+			return rc;
+		rc = stream__mem_write_range(&g->w, &g->enc, &g->ram, a, b - a);
+		if (rc < 0)
+			return fail(g, rc);
+		dirty_bitmap__clear_range(g->bm, a, b - a);
+		if (aborted(g->m))
+			return fail(g, -ECANCELED);
+		a = dirty_bitmap__next(g->bm, g->nbits, b);
+	}
+	count_pages(g);
+	if (rc_flush(g) < 0)
+		return fail(g, g->io_err ? g->io_err : -EIO);
+	return 0;
+}
+
+static void measure(struct engine *g, uint64_t bytes, uint64_t ns)
+{
+	/* Rounds too small to time say little about the link. */
+	if (ns >= 20000000ULL && bytes >= (1u << 20))
+		g->bw = (double)bytes * 1e9 / (double)ns;
+	else if (g->bw == 0 && ns)
+		g->bw = (double)bytes * 1e9 / (double)ns;
+	if (g->m->p.max_bandwidth && (g->bw == 0 || g->bw > (double)g->m->p.max_bandwidth))
+		g->bw = (double)g->m->p.max_bandwidth;
+}
+
+static int precopy(struct engine *g)
+{
+	struct migration *m = g->m;
+	set_status(m, MIGRATE_ACTIVE);
+	uint64_t t0 = util__now_ns();
+	int rc = note_round(g, 1, false);
+	if (!rc)
+		rc = fault(g, "round1");
+	if (!rc)
+		rc = first_round(g, &g->holes);
+	if (!rc && rc_flush(g) < 0)
+		rc = fail(g, g->io_err ? g->io_err : -EIO);
+	if (rc < 0)
+		return rc;
+	/* Logging started just before round 1: the first fetch covers it. */
+	uint64_t t_fetch = t0;
+	measure(g, g->sent, util__now_ns() - t0);
+	pthread_mutex_lock(&m->lock);
+	m->st.rounds = 1;
+	m->st.pages_skipped_zero = g->holes + g->enc.stats.pages[STREAM_PAGE_ZERO];
+	m->st.throughput_mib_s = g->bw / MIB;
+	pthread_mutex_unlock(&m->lock);
+
+	for (uint64_t round = 2;; round++) {
+		if ((rc = dirty_log__fetch(&g->dl, g->bm, &g->e)) < 0)
+			return rc;
+		uint64_t now = util__now_ns();
+		uint64_t pending = dirty_bitmap__count(g->bm, g->nbits);
+		double remaining = (double)pending * GUEST_PAGE_SIZE;
+		double dirty_rate = remaining * 1e9 / (double)(now - t_fetch ? now - t_fetch : 1);
+		t_fetch = now;
+		pthread_mutex_lock(&m->lock);
+		m->st.remaining_bytes = (uint64_t)remaining;
+		m->st.dirty_rate_mib_s = dirty_rate / MIB;
+		m->st.throughput_mib_s = g->bw / MIB;
+		pthread_mutex_unlock(&m->lock);
+		if (vm__state_ended(vm__state(g->vm)))
+			return err__set(&g->e, ECANCELED, "the guest stopped during the migration (%s)",
+					vm__state_name(vm__state(g->vm)));
+		if (remaining <= g->bw * (double)m->p.max_downtime_ms / 1000.0)
+			return 0;
+		bool late = m->p.timeout_ms && now - m->st.start_ns > m->p.timeout_ms * 1000000ULL;
+		if (late || (!m->p.auto_converge && round > MAX_ROUNDS)) {
+			char when[48];
+			if (late)
+				snprintf(when, sizeof(when), "within %llu s",
+					 (unsigned long long)(m->p.timeout_ms / 1000));
+			else
+				snprintf(when, sizeof(when), "after %d rounds", MAX_ROUNDS);
+			return err__set(&g->e, ETIMEDOUT,
+					"did not converge %s: the guest dirties %.1f MiB/s, the link "
+					"carries %.1f MiB/s, %.1f MiB left (raise --max-bandwidth or "
+					"--max-downtime, or use --auto-converge)", when, dirty_rate / MIB,
+					g->bw / MIB, remaining / MIB);
+		}
+		if (m->p.auto_converge && dirty_rate * 2 >= g->bw) {
+			/* Steps grow with how far the guest outruns the link. */
+			unsigned step = dirty_rate >= 2 * g->bw ? 2 * AC_STEP : AC_STEP;
+			unsigned pct = m->st.throttle_pct ? m->st.throttle_pct + step : AC_INITIAL;
+			pct = MIN(pct, 99u);
+			if ((rc = vm__set_throttle(g->vm, pct, &g->e)) < 0)
+				return rc;
+			pthread_mutex_lock(&m->lock);
+			m->st.throttle_pct = pct;
+			pthread_mutex_unlock(&m->lock);
+		}
+		uint64_t s0 = g->sent, r0 = util__now_ns();
+		rc = note_round(g, round, false);
+		if (!rc && round == 2)
+			rc = fault(g, "precopy");
+		if (!rc)
+			rc = send_dirty(g);
+		if (rc < 0)
+			return rc;
+		measure(g, g->sent - s0, util__now_ns() - r0);
+		pthread_mutex_lock(&m->lock);
+		m->st.rounds = round;
+		pthread_mutex_unlock(&m->lock);
+	}
+}
+
+static int stop_and_copy(struct engine *g, uint64_t *t_pause)
+{
+	struct migration *m = g->m;
+	set_status(m, MIGRATE_STOPCOPY);
+	*t_pause = util__now_ns();
+	int rc = vm__pause(g->vm, &g->e);
+	if (rc < 0)
+		return rc;
+	g->paused = true;
+	set_vm_flag(g->vm, &g->vm->held, true);
+	struct err ignore = { 0 };
+	vm__set_throttle(g->vm, 0, &ignore);
+	if ((rc = fault(g, "stopcopy")) < 0)
+		return rc;
+	if ((rc = dirty_log__fetch(&g->dl, g->bm, &g->e)) < 0)
+		return rc;
+	pthread_mutex_lock(&m->lock);
+	m->st.rounds++;
+	m->st.remaining_bytes = dirty_bitmap__count(g->bm, g->nbits) * GUEST_PAGE_SIZE;
+	pthread_mutex_unlock(&m->lock);
+	rc = note_round(g, m->st.rounds, true);
+	if (!rc)
+		rc = send_dirty(g);
+	if (!rc)
+		rc = section__save_except(vm_sections__registry(g->vm), &g->w, VM_SECTION_CONFIG, &g->e);
+	if (!rc)
+		rc = writer_rc(g, stream__finish(&g->w));
+	return rc;
+}
+
+static int commit(struct engine *g, uint64_t t_pause)
+{
+	struct migration *m = g->m;
+	set_status(m, MIGRATE_COMMIT);
+	struct json_object *msg = NULL;
+	int rc = mig__recv(&m->ch, 0, "ready", "the destination's ready", &msg, &g->e);
+	json_object_put(msg);
+	if (rc < 0 || (rc = fault(g, "ready")) < 0)
+		return fail(g, rc);
+	/* A destination that gave up meanwhile has closed the connection: find
+	 * out now, while the guest may still resume here. */
+	if ((rc = poll_peer(g, 0)) < 0)
+		return fail(g, rc);
+	/* From here the destination may run the guest: never resume it here
+	 * (unless the operator forces it, so the hold ends). */
+	pthread_mutex_lock(&g->vm->lock);
+	g->vm->handed_off = true;
+	g->vm->held = false;
+	pthread_mutex_unlock(&g->vm->lock);
+	g->went = true;
+	rc = mig__send_type(&m->ch, "go", &g->e);
+	if (!rc)
+		rc = fault(g, "go");
+	if (!rc)
+		rc = mig__recv(&m->ch, 0, "running", "the destination's running", &msg, &g->e);
+	json_object_put(msg);
+	uint64_t now = util__now_ns();
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->lock);
+	m->st.downtime_ns = now - t_pause;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static void cleanup(struct engine *g)
+{
+	struct err ignore = { 0 };
+	vm__set_throttle(g->vm, 0, &ignore);
+	if (g->logging)
+		dirty_log__stop(&g->dl, &ignore);
+	dirty_log__destroy(&g->dl);
+	free(g->bm);
+	if (g->encoder)
+		stream__mem_enc_free(&g->enc);
+	if (g->writer)
+		stream__writer_free(&g->w);
+	free(g->stage);
+	pthread_mutex_lock(&g->m->lock);
+	channel__close(&g->m->ch);
+	pthread_mutex_unlock(&g->m->lock);
+}
+
+void mig_source__run(struct migration *m)
+{
+	struct engine g = { .m = m, .vm = m->vm };
+	g.ram = (struct stream_ram){ .host = m->vm->mem.base, .npages = m->vm->mem.nr_pages };
+	dirty_log__init(&g.dl, &m->vm->mem, m->vm->vm_fd);
+	uint64_t t_pause = 0;
+	set_vm_flag(m->vm, &m->vm->migrating, true);
+	int rc = section__check_migratable(vm_sections__registry(m->vm), &g.e);
+	if (!rc)
+		rc = handshake(&g);
+	if (!rc)
+		rc = start_logging(&g);
+	if (!rc)
+		rc = start_stream(&g);
+	pthread_mutex_lock(&m->lock);
+	m->st.setup_ns = util__now_ns() - m->st.start_ns;
+	pthread_mutex_unlock(&m->lock);
+	if (!rc)
+		rc = precopy(&g);
+	if (!rc)
+		rc = stop_and_copy(&g, &t_pause);
+	if (!rc)
+		rc = commit(&g, t_pause);
+	if (rc < 0)
+		fail(&g, rc);
+	struct stream_mem_stats ms = g.enc.stats;
+	cleanup(&g);
+
+	enum migrate_status s = MIGRATE_COMPLETED;
+	if (rc < 0 && g.went) {
+		s = MIGRATE_UNCONFIRMED;
+		char why[sizeof(g.e.msg)];
+		snprintf(why, sizeof(why), "%s", g.e.msg);
+		err__clear(&g.e);
+		err__set(&g.e, EIO, "the destination got go but never confirmed it runs the guest "
+			 "(%.300s); the guest stays paused here: check the destination, then "
+			 "quit this VM or resume it with force=true", why);
+	} else if (rc < 0) {
+		s = MIGRATE_FAILED;
+		if (m->cancelled) {
+			err__clear(&g.e);
+			err__set(&g.e, ECANCELED, "cancelled by migrate-cancel; the guest runs here");
+		}
+		set_vm_flag(m->vm, &m->vm->held, false);
+		struct err ignore = { 0 };
+		if (g.paused)
+			vm__resume(m->vm, &ignore);
+	}
+	set_vm_flag(m->vm, &m->vm->migrating, false);
+	pthread_mutex_lock(&m->lock);
+	m->st.status = s;
+	if (rc < 0)
+		snprintf(m->st.error, sizeof(m->st.error), "%s", g.e.msg);
+	m->st.total_ns = util__now_ns() - m->st.start_ns;
+	m->st.pages_sent_raw = ms.pages[STREAM_PAGE_RAW];
+	m->st.pages_sent_compressed = ms.pages[STREAM_PAGE_ZSTD];
+	m->st.pages_skipped_zero = g.holes + ms.pages[STREAM_PAGE_ZERO];
+	m->st.throttle_pct = 0;
+	if (m->st.total_ns)
+		m->st.throughput_mib_s = (double)m->st.bytes_sent / MIB * 1e9 / (double)m->st.total_ns;
+	pthread_mutex_unlock(&m->lock);
+}

@@ -1,0 +1,38 @@
+/* Shared by the source's files: mig-source.c (the engine, on its own thread)
+ * and mig-control.c (control commands, the libuv side). Not a public API. */
+#ifndef VMHOP_MIGRATE_MIG_SOURCE_H
+#define VMHOP_MIGRATE_MIG_SOURCE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "vmhop/channel.h"
+#include "vmhop/migrate.h"
+
+struct migration {
+	struct vm *vm;
+	struct migrate_params p;
+	pthread_t thread;
+	bool thread_started;
+	bool finished;			/* the thread returned; joined on the loop */
+	uv_async_t *done;		/* thread -> loop: the migration ended */
+	struct control_call *call;	/* the `migrate` request to answer */
+
+	/* `lock` guards st and ch.fd (so an abort can shut the channel). */
+	pthread_mutex_t lock;
+	struct migrate_stats st;
+	struct channel ch;
+	bool abort;			/* stop at the next step */
+	bool cancelled;			/* ... because migrate-cancel asked */
+	struct err peer_err;		/* what the destination said went wrong */
+};
+
+/* The engine: runs the whole migration on the calling thread and leaves the
+ * result in m->st (status COMPLETED, FAILED or UNCONFIRMED). */
+void mig_source__run(struct migration *m);
+/* From any thread: makes a running engine fail soon. With before_commit,
+ * only if it has not reached its commit (returns false then). */
+bool mig_source__abort(struct migration *m, bool before_commit);
+
+#endif

@@ -1,0 +1,17 @@
+# Check suites for the live-migration handshake: TCP channels over loopback
+# (transport/) and the framed JSON messages, hello and fault-hook specs
+# (migrate/mig-proto.c, migrate/mig-fault.c). Included from
+# tests/unit/local.mk.
+MIGRATE_TESTS = \
+	tests/unit/test-channel \
+	tests/unit/test-mig-proto
+check_PROGRAMS += $(MIGRATE_TESTS)
+TESTS += $(MIGRATE_TESTS)
+
+tests_unit_test_channel_SOURCES = tests/unit/test-channel.c
+tests_unit_test_channel_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_channel_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)
+
+tests_unit_test_mig_proto_SOURCES = tests/unit/test-mig-proto.c
+tests_unit_test_mig_proto_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_mig_proto_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)
