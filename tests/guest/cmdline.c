@@ -1,4 +1,4 @@
-/* cmdline.c: parse "seconds=N dirty=SIZE rate=SIZE verify=0|1 disk=... disk_mib=N disk_loop=0|1 hb=MS smp=N". */
+/* cmdline.c: parse "seconds=N dirty=SIZE rate=SIZE passes=N verify=0|1 disk=... disk_mib=N disk_loop=0|1 hb=MS smp=N". */
 #include "cmdline.h"
 #include "layout.h"
 #include "lib.h"
@@ -76,6 +76,8 @@ static bool apply(const struct word *w, struct params *p)
 		return parse_size(w, true, &p->rate);
 	if (key_is(w, "verify"))
 		return parse_bool(w, &p->verify);
+	if (key_is(w, "passes"))
+		return parse_size(w, false, &p->passes);
 	if (key_is(w, "disk_mib"))
 		return parse_size(w, false, &p->disk_mib) && p->disk_mib > 0 &&
 		       p->disk_mib <= 1024 * 1024;

@@ -11,6 +11,7 @@ struct params {
 	uint64_t seconds;	/* 0: until the host asks for shutdown */
 	uint64_t dirty;		/* bytes kept dirty, all CPUs together */
 	uint64_t rate;		/* bytes per second, all CPUs together; 0: unlimited */
+	uint64_t passes;	/* full rounds to write, then only keep it; 0: no end */
 	bool verify;
 	enum disk_mode disk;
 	uint64_t disk_mib;

@@ -128,15 +128,18 @@ static void setup(uint32_t info, unsigned kind)
 		       boot.kind_name);
 	if (cmdline_bad)
 		verdict_fail(cmdline_err);
-	serial__printf("CONFIG seconds=%llu dirty=%llu rate=%llu verify=%u disk=%s disk_mib=%llu disk_loop=%u hb=%llu smp=%llu clock=%s",
+	serial__printf("CONFIG seconds=%llu dirty=%llu rate=%llu passes=%llu verify=%u disk=%s disk_mib=%llu disk_loop=%u hb=%llu smp=%llu clock=%s",
 		       (unsigned long long)params.seconds, (unsigned long long)params.dirty,
-		       (unsigned long long)params.rate, params.verify ? 1u : 0u,
+		       (unsigned long long)params.rate, (unsigned long long)params.passes,
+		       params.verify ? 1u : 0u,
 		       cmdline__disk_name(params.disk), (unsigned long long)params.disk_mib,
 		       params.disk_loop ? 1u : 0u, (unsigned long long)params.hb_ms,
 		       (unsigned long long)params.smp, clock_src);
 	if (mem_work__plan(workers, ncpus, &boot, params.dirty, params.rate, params.verify, err,
 			   sizeof(err)))
 		verdict_fail(err);
+	for (unsigned c = 0; c < ncpus; c++)
+		workers[c].passes = params.passes;
 	if (workers[0].npages)
 		serial__printf("MEM pages_per_cpu=%llu region=0x%llx-0x%llx",
 			       (unsigned long long)workers[0].npages,

@@ -144,7 +144,7 @@ long mem_work__step(struct mem_worker *w, uint64_t until)
 	long done = 0;
 	uint64_t now = rdtsc();
 
-	if (!w->npages)
+	if (!w->npages || (w->passes && w->round > w->passes))
 		return 0;
 	for (;;) {
 		uint64_t gpa = w->base + w->pos * PAGE_SIZE;
@@ -170,6 +170,8 @@ long mem_work__step(struct mem_worker *w, uint64_t until)
 		if (++w->pos == w->npages) {
 			w->pos = 0;
 			w->round++;
+			if (w->passes && w->round > w->passes)
+				break;	/* done: the memory stays as it is */
 		}
 	}
 	return done;

@@ -22,6 +22,7 @@ struct mem_worker {
 	uint64_t next_tsc;		/* earliest TSC for the next page */
 	uint32_t next_frac;
 	uint64_t burst;			/* most credit (in ticks) kept across a pause */
+	uint64_t passes;		/* stop writing after this many rounds; 0: never */
 	char fail[200];			/* set once, on the first mismatch */
 } __attribute__((aligned(64)));
 
