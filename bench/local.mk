@@ -16,3 +16,16 @@ bench-boot: vmhop$(EXEEXT) tests/guest/guest.elf
 	$(PYTHON3) $(srcdir)/bench/boot/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
 		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_BOOT_ARGS)
 .PHONY: bench-boot
+# bench/compat: an offline compat-check of a typical VM on the recorded
+# fixtures, in-process and as the whole command, against the 50 ms target
+# (make bench-compat; not a test). BENCH_COMPAT_ITERS sets the iterations.
+bench_compat_bench_compat_SOURCES = bench/compat/bench-compat.c
+bench_compat_bench_compat_LDADD = $(VMHOP_LIBS)
+EXTRA_PROGRAMS += bench/compat/bench-compat
+CLEANFILES += bench/compat/bench-compat
+BENCH_COMPAT_ITERS = 2000
+bench-compat: bench/compat/bench-compat vmhop$(EXEEXT)
+	bench/compat/bench-compat $(abs_top_srcdir)/tests/compat/fixtures \
+		$(abs_top_builddir)/vmhop$(EXEEXT) $(BENCH_COMPAT_ITERS)
+.PHONY: bench-compat
+EXTRA_DIST += bench/compat/README.md

@@ -186,19 +186,32 @@ int cmd_migrate_recv(int argc, char **argv)
 	if (!rc) {
 		fprintf(stderr, WHO ": listening on %s\n", l.local);
 		fflush(stderr);
+	}
+	uint64_t t0 = 0;
+	/* Pre-flight checks (compat-check) only ask for this host's profile;
+	 * the listener stays until a migration proper arrives. */
+	while (!rc) {
 		if (channel__accept(&l, (int)(a.accept_timeout_s * 1000), &in.ch, &e) < 0) {
 			fprintf(stderr, WHO ": %s\n", e.msg);
 			rc = 1;
+			break;
 		}
-		/* One migration per process: nobody else may connect now. */
-		channel__listener_close(&l);
+		t0 = util__now_ns();
+		int r = migrate__incoming(&in, &a.o, &e);
+		if (r == MIGRATE_PROBED) {
+			fprintf(stderr, WHO ": answered a pre-flight check from %s\n", in.ch.peer);
+			fflush(stderr);
+			continue;
+		}
+		if (r < 0) {
+			fprintf(stderr, WHO ": migration from %s failed after %llu memory records: %s\n",
+				in.ch.peer[0] ? in.ch.peer : "?", (unsigned long long)in.mem_records, e.msg);
+			rc = 1;
+		}
+		break;
 	}
-	uint64_t t0 = util__now_ns();
-	if (!rc && migrate__incoming(&in, &a.o, &e) < 0) {
-		fprintf(stderr, WHO ": migration from %s failed: %s\n", in.ch.peer[0] ? in.ch.peer : "?",
-			e.msg);
-		rc = 1;
-	}
+	/* One migration per process: nobody else may connect now. */
+	channel__listener_close(&l);
 	if (!rc) {
 		fprintf(stderr, WHO ": received the guest from %s (%.1f MiB in %llu rounds, %.0f ms); "
 			"running it\n", in.ch.peer, (double)in.bytes / (1024.0 * 1024.0),

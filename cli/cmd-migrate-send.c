@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/ctl-client.h"
 #include "vmhop/channel.h"
+#include "vmhop/compat.h"
 #include "vmhop/migrate.h"
 #include "vmhop/util.h"
 
@@ -39,6 +40,8 @@ static const char send_usage[] =
 	"                          faster than the link carries it\n"
 	"  --timeout SECONDS       fail when not done by then (default: no limit)\n"
 	"  --io-timeout SECONDS    a destination silent this long has failed (default 15)\n"
+	"  --unsafe                let writable disks without cache=none move (a warning\n"
+	"                          instead of a refusal; never overrides other rules)\n"
 	"  --json                  the last line of output is one JSON object\n"
 	"  -q, --quiet             no progress line\n"
 	"  -h, --help              this text\n"
@@ -48,7 +51,7 @@ static const char send_usage[] =
 	"vmhop-migrate-send(1)); 2 for bad options or an unreachable VM.\n";
 
 enum { OPT_CONTROL = 256, OPT_TO, OPT_DOWNTIME, OPT_BANDWIDTH, OPT_COMPRESS, OPT_AUTO_CONVERGE,
-       OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON };
+       OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON, OPT_UNSAFE };
 
 static const struct option send_options[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
@@ -60,6 +63,7 @@ static const struct option send_options[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "unsafe", no_argument, NULL, OPT_UNSAFE },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -124,6 +128,9 @@ static int parse(int argc, char **argv, struct send_opts *o)
 					       json_object_new_int64((int64_t)n));
 			break;
 		case OPT_JSON: o->json = true; break;
+		case OPT_UNSAFE:
+			json_object_object_add(o->args, "unsafe", json_object_new_boolean(1));
+			break;
 		case 'q': o->quiet = true; break;
 		case 'h': fputs(send_usage, stdout); exit(0);
 		case ':':
@@ -226,8 +233,27 @@ static void show_progress(struct progress *p, struct json_object *q)
 	fflush(stderr);
 }
 
+/* The pre-flight table, when a rule did not simply pass. */
+static void show_preflight(struct json_object *st)
+{
+	struct json_object *pf;
+	struct err e = { 0 };
+	struct compat_report *r = malloc(sizeof(*r));
+	if (r && st && json_object_object_get_ex(st, "preflight", &pf) &&
+	    !compat__report_from_json(pf, r, &e) && (r->warn || r->fail)) {
+		fprintf(stderr, "pre-flight checks:\n");
+		compat__print(stderr, r);
+	}
+	free(r);
+}
+
 static void summary(struct json_object *st, const char *status, const char *error, bool json)
 {
+	show_preflight(st);
+	struct json_object *u;
+	if (st && json_object_object_get_ex(st, "unsafe", &u) && json_object_get_boolean(u))
+		fprintf(stderr, WHO ": warning: this move was unsafe (--unsafe): the pre-flight "
+			"report above says what was let through\n");
 	if (error)
 		fprintf(stderr, WHO ": migration %s: %s\n", status, error);
 	else
@@ -245,7 +271,7 @@ static void summary(struct json_object *st, const char *status, const char *erro
 	static const char *const keys[] = {
 		"total_ms", "downtime_ms", "setup_ms", "rounds", "bytes_sent", "pages_total",
 		"pages_skipped_zero", "pages_sent_raw", "pages_sent_compressed", "throughput_mib_s",
-		"dirty_rate_mib_s",
+		"dirty_rate_mib_s", "unsafe", "preflight",
 	};
 	json_object_object_add(out, "status", json_object_new_string(status));
 	if (error)
@@ -312,6 +338,11 @@ int cmd_migrate_send(int argc, char **argv)
 		summary(final, status ? status : "failed",
 			why ? why : "the VM closed its control socket before the migration ended", o.json);
 		rc = 1;
+	}
+	if (rc == 2 && o.json && o.control) {
+		/* Scripts read the last line whatever happened. */
+		printf("{\"status\":\"failed\",\"error\":\"could not talk to the VM's control "
+		       "socket (see the message above)\"}\n");
 	}
 	json_object_put(r);
 	json_object_put(final);

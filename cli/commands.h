@@ -9,5 +9,7 @@ int cmd_stream_info(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_migrate_send(int argc, char **argv);
 int cmd_migrate_recv(int argc, char **argv);
+int cmd_host_profile(int argc, char **argv);
+int cmd_compat_check(int argc, char **argv);
 
 #endif

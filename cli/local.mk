@@ -11,5 +11,7 @@ vmhop_SOURCES += \
 	cli/cmd-migrate-send.c \
 	cli/cmd-migrate-recv.c \
 	cli/cmd-stream-info.c \
-	cli/cmd-snapshot.c
+	cli/cmd-snapshot.c \
+	cli/cmd-host-profile.c \
+	cli/cmd-compat-check.c
 EXTRA_DIST += cli/README.md

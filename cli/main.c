@@ -18,6 +18,8 @@ static const struct command commands[] = {
 	{ "migrate-recv", cmd_migrate_recv, "receive a live-migrated VM and run it" },
 	{ "snapshot", cmd_snapshot, "checkpoint a running VM to a file, or restore one" },
 	{ "stream-info", cmd_stream_info, "describe a migration stream or snapshot file" },
+	{ "host-profile", cmd_host_profile, "describe this host for migration planning" },
+	{ "compat-check", cmd_compat_check, "check whether a VM can move between two hosts" },
 };
 
 static void usage(FILE *f)

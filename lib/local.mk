@@ -6,6 +6,9 @@ EXTRA_DIST += lib/README.md
 noinst_HEADERS = \
 	include/vmhop/boot.h \
 	include/vmhop/channel.h \
+	include/vmhop/compat.h \
+	include/vmhop/cpu-models.h \
+	include/vmhop/host-profile.h \
 	include/vmhop/migrate.h \
 	include/vmhop/migrate-proto.h \
 	include/vmhop/migrate-fault.h \

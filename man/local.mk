@@ -3,3 +3,4 @@ dist_man_MANS += man/vmhop.1 man/vmhop-run.1 man/vmhop-snapshot.1
 dist_man_MANS += man/vmhop-ctl.1
 dist_man_MANS += man/vmhop-migrate-send.1 man/vmhop-migrate-recv.1
 dist_man_MANS += man/vmhop-stream.5
+dist_man_MANS += man/vmhop-compat-check.1 man/vmhop-host-profile.1 man/vmhop-compat-matrix.5

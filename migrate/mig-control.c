@@ -19,7 +19,7 @@ const char *migrate__status_name(enum migrate_status s)
 		[MIGRATE_NONE] = "none", [MIGRATE_SETUP] = "setup", [MIGRATE_ACTIVE] = "active",
 		[MIGRATE_STOPCOPY] = "stop-copy", [MIGRATE_COMMIT] = "commit",
 		[MIGRATE_COMPLETED] = "completed", [MIGRATE_FAILED] = "failed",
-		[MIGRATE_UNCONFIRMED] = "unconfirmed",
+		[MIGRATE_UNCONFIRMED] = "unconfirmed", [MIGRATE_CHECKED] = "checked",
 	};
 	return s < ARRAY_SIZE(names) ? names[s] : "unknown";
 }
@@ -29,13 +29,14 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-struct json_object *migrate__stats_json(const struct migrate_stats *st)
+struct json_object *migrate__stats_json(const struct migrate_stats *st,
+					struct json_object *preflight)
 {
 	struct json_object *o = json_object_new_object();
 	if (!o)
 		return NULL;
 	bool ended = st->status == MIGRATE_COMPLETED || st->status == MIGRATE_FAILED ||
-		     st->status == MIGRATE_UNCONFIRMED;
+		     st->status == MIGRATE_UNCONFIRMED || st->status == MIGRATE_CHECKED;
 	uint64_t total = ended ? st->total_ns : (st->start_ns ? util__now_ns() - st->start_ns : 0);
 	double eta = st->throughput_mib_s > 0 ?
 		     (double)st->remaining_bytes / (st->throughput_mib_s * 1048576.0) * 1000.0 : 0;
@@ -61,6 +62,10 @@ struct json_object *migrate__stats_json(const struct migrate_stats *st)
 	json_object_object_add(o, "eta_ms", json_object_new_double(ended ? 0 : eta));
 	json_object_object_add(o, "throttle_pct", json_object_new_int((int)st->throttle_pct));
 	json_object_object_add(o, "id", json_object_new_int64((int64_t)st->id));
+	if (st->unsafe)
+		json_object_object_add(o, "unsafe", json_object_new_boolean(1));
+	if (preflight)
+		json_object_object_add(o, "preflight", json_object_get(preflight));
 	return o;
 }
 
@@ -93,6 +98,10 @@ int migrate__params_from_json(struct migrate_params *p, struct json_object *args
 		p->io_timeout_ms = io_timeout_s * 1000;
 	if (r >= 0)
 		r = control__arg_str(args, "migrate", "fault", sizeof(p->fault) - 1, &fault, e);
+	if (r >= 0)
+		r = control__arg_bool(args, "migrate", "unsafe", &p->unsafe, e);
+	if (r >= 0)
+		r = control__arg_bool(args, "migrate", "check_only", &p->check_only, e);
 	if (r < 0)
 		return r;
 	if (compress && strcmp(compress, "none") && strcmp(compress, "zstd"))
@@ -132,16 +141,18 @@ static void on_done(uv_async_t *a)
 
 	pthread_mutex_lock(&m->lock);
 	struct migrate_stats st = m->st;
+	struct json_object *preflight = json_object_get(m->preflight);
 	pthread_mutex_unlock(&m->lock);
 	struct err e = { 0 };
 	int rc = 0;
-	if (st.status != MIGRATE_COMPLETED)
+	if (st.status != MIGRATE_COMPLETED && st.status != MIGRATE_CHECKED)
 		rc = err__set(&e, st.status == MIGRATE_UNCONFIRMED ? EIO : ECANCELED, "%s", st.error);
 	/* A failure's numbers stay available through query-migrate. */
 	struct control_call *call = m->call;
 	m->call = NULL;
 	if (call)
-		control__call_done(call, rc, rc ? NULL : migrate__stats_json(&st), &e);
+		control__call_done(call, rc, rc ? NULL : migrate__stats_json(&st, preflight), &e);
+	json_object_put(preflight);
 	if (st.status == MIGRATE_COMPLETED) {
 		char why[CHANNEL_URI_MAX + 32];
 		snprintf(why, sizeof(why), "migrated to %s", m->p.uri);
@@ -162,7 +173,7 @@ int migrate__control_start(void *ctx, struct json_object *args, struct control_c
 		return err__set(e, EBUSY, "a migration of this VM is already %s",
 				migrate__status_name(old->st.status));
 	enum vm_state s = vm__state(vm);
-	if (s != VM_RUNNING)
+	if (s != VM_RUNNING && !(p.check_only && s == VM_PAUSED))
 		return err__set(e, EBUSY, "migrate: the VM is %s; only a running VM migrates live%s",
 				vm__state_name(s), s == VM_PAUSED ? " (resume it first)" : "");
 	struct migration *m = calloc(1, sizeof(*m));
@@ -182,6 +193,7 @@ int migrate__control_start(void *ctx, struct json_object *args, struct control_c
 	m->st.start_ns = util__now_ns();
 	m->st.pages_total = vm->mem.nr_pages;
 	m->st.id = old ? old->st.id + 1 : 1;
+	m->st.unsafe = p.unsafe;
 	r = pthread_create(&m->thread, NULL, engine_thread, m);
 	if (r) {
 		uv_close((uv_handle_t *)done, free_async);
@@ -192,6 +204,7 @@ int migrate__control_start(void *ctx, struct json_object *args, struct control_c
 	m->thread_started = true;
 	m->call = call;
 	if (old) {
+		json_object_put(old->preflight);
 		pthread_mutex_destroy(&old->lock);
 		free(old);
 	}
@@ -220,13 +233,16 @@ int migrate__control_query(void *ctx, struct json_object *args, struct json_obje
 	struct vm *vm = ctx;
 	(void)args;
 	struct migrate_stats st = { .status = MIGRATE_NONE };
+	struct json_object *preflight = NULL;
 	struct migration *m = vm->migration;
 	if (m) {
 		pthread_mutex_lock(&m->lock);
 		st = m->st;
+		preflight = json_object_get(m->preflight);
 		pthread_mutex_unlock(&m->lock);
 	}
-	*result = migrate__stats_json(&st);
+	*result = migrate__stats_json(&st, preflight);
+	json_object_put(preflight);
 	return *result ? 0 : err__set(e, ENOMEM, "out of memory");
 }
 
@@ -246,6 +262,7 @@ void migrate__destroy(struct vm *vm)
 		mig_source__abort(m, false);
 		pthread_join(m->thread, NULL);
 	}
+	json_object_put(m->preflight);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	vm->migration = NULL;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "vmhop/compat.h"
+#include "vmhop/host-profile.h"
 #include "vmhop/log.h"
 #include "vmhop/migrate-fault.h"
 #include "vmhop/migrate-proto.h"
@@ -34,23 +36,85 @@ static int reader_err(struct stream_reader *r, int rc, struct err *e)
 	return stream__reader_err(r, rc, "stream from the source: ", e);
 }
 
-static int handshake(struct migrate_incoming *in, struct err *e)
+/* This host's profile and its view of the VM's disks (at their mapped
+ * paths), for the source's pre-flight rules. A test may stand in a recorded
+ * profile for this host's (VMHOP_HOST_PROFILE, with the test hooks on). */
+static struct json_object *own_profile(struct json_object *peer, const struct migrate_recv_opts *o,
+				       struct err *e)
+{
+	struct host_profile *p = malloc(sizeof(*p));
+	struct vm_config vm;
+	struct compat_vm_ext ext;
+	struct json_object *vmj, *out = NULL;
+	const char *stand_in = getenv("VMHOP_HOST_PROFILE"), *hooks = getenv(MIGRATE_TEST_HOOKS_ENV);
+	char *maps[VM_MAX_DISKS * 2] = { 0 };
+	size_t nmap = 0;
+	vm_config__init(&vm);
+	int rc = p ? 0 : err__set(e, ENOMEM, "out of memory");
+	if (!rc && stand_in && hooks && !strcmp(hooks, "1"))
+		rc = host_profile__load(stand_in, p, e);
+	else if (!rc)
+		rc = host_profile__collect(p, e);
+	if (!rc && json_object_object_get_ex(peer, "vm", &vmj))
+		rc = compat__vm_from_json(vmj, &vm, &ext, e);
+	for (unsigned k = 0; !rc && k < o->nr_maps && nmap < sizeof(maps) / sizeof(*maps); k++) {
+		size_t n = strlen(o->map_from[k]) + strlen(o->map_to[k]) + 2;
+		if (!(maps[nmap] = malloc(n)))
+			rc = err__set(e, ENOMEM, "out of memory");
+		else
+			snprintf(maps[nmap++], n, "%s=%s", o->map_from[k], o->map_to[k]);
+	}
+	if (!rc)
+		rc = host_profile__view_disks(p, &vm, (const char *const *)maps, nmap, e);
+	if (!rc && host_profile__to_json(p, &out) < 0)
+		err__set(e, ENOMEM, "out of memory");
+	for (size_t k = 0; k < nmap; k++)
+		free(maps[k]);
+	vm_config__free(&vm);
+	free(p);
+	return out;
+}
+
+static bool probe_only(struct json_object *peer)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(peer, "probe", &v) && json_object_get_boolean(v);
+}
+
+/* Our hello always carries this host's profile, so the source can tell the
+ * operator everything that is wrong; a source whose release level may not
+ * move here is then refused all the same. */
+static int handshake(struct migrate_incoming *in, const struct migrate_recv_opts *o,
+		     struct err *e)
 {
 	struct json_object *peer = NULL;
 	int rc = mig__recv(&in->ch, 0, "hello", "the source's hello", &peer, e);
-	if (!rc)
-		rc = mig__check_hello(peer, "source", e);
-	json_object_put(peer);
 	if (rc < 0)
 		return rc;
+	struct err refusal = { 0 };
+	int verdict = mig__check_hello(peer, "source", &refusal);
 	struct json_object *hello = mig__hello("destination", e);
-	if (!hello)
-		return -e->code;
+	struct json_object *prof = hello ? own_profile(peer, o, e) : NULL;
+	bool probe = probe_only(peer);
+	json_object_put(peer);
+	if (!prof) {
+		json_object_put(hello);
+		return -(e->code ? e->code : ENOMEM);
+	}
+	json_object_object_add(hello, "profile", prof);
 	rc = mig__send(&in->ch, hello, e);
 	json_object_put(hello);
-	if (!rc)
-		rc = mig_fault__at(in->fault, "hello", &in->ch, in->io_timeout_ms, e);
-	return rc;
+	if (rc < 0)
+		return rc;
+	/* A check is answered whatever its verdict: the source's rules say
+	 * what is wrong, and the real migration may still come. */
+	if (probe)
+		return MIGRATE_PROBED;
+	if (verdict < 0) {
+		err__set(e, refusal.code, "%s", refusal.msg);
+		return verdict;
+	}
+	return mig_fault__at(in->fault, "hello", &in->ch, in->io_timeout_ms, e);
 }
 
 static int apply_opts(struct vm_config *cfg, const struct migrate_recv_opts *o, struct err *e)
@@ -141,6 +205,7 @@ static int load_stream(struct migrate_incoming *in, struct stream_reader *r, str
 	struct stream_rec rec;
 	while ((rc = stream__next_record(r, &rec)) > 0) {
 		if (rec.type == STREAM_REC_MEM) {
+			in->mem_records++;
 			rc = stream__mem_read(r, &rec, &dec, &dst);
 			if (rc < 0)
 				rc = reader_err(r, rc, e);
@@ -196,7 +261,11 @@ int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opt
 	bool reader = false;
 	int rc = release__policy(&m, &pol, e);
 	if (!rc)
-		rc = handshake(in, e);
+		rc = handshake(in, o, e);
+	if (rc == MIGRATE_PROBED) {
+		channel__close(&in->ch);
+		return rc;
+	}
 	if (!rc) {
 		rc = stream__reader_init(&r, &io);
 		reader = true;

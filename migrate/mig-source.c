@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "migrate/mig-source.h"
+#include "vmhop/compat.h"
 #include "vmhop/dirty-log.h"
+#include "vmhop/host-profile.h"
 #include "vmhop/log.h"
 #include "vmhop/migrate-fault.h"
 #include "vmhop/migrate-proto.h"
@@ -25,6 +27,7 @@
 #include "vmhop/section.h"
 #include "vmhop/stream.h"
 #include "vmhop/util.h"
+#include "vmhop/vm-config-json.h"
 #include "vmhop/vm-sections.h"
 #include "vmhop/vm.h"
 
@@ -257,6 +260,55 @@ static void count_pages(struct engine *g)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* This host's profile with its view of the VM's disks, for the hello. */
+static struct json_object *own_profile(struct engine *g, struct host_profile *p)
+{
+	struct json_object *j = NULL;
+	if (host_profile__collect(p, &g->e) < 0 ||
+	    host_profile__view_disks(p, g->vm->cfg, NULL, 0, &g->e) < 0)
+		return NULL;
+	if (host_profile__to_json(p, &j) < 0)
+		err__set(&g->e, ENOMEM, "out of memory");
+	return j;
+}
+
+/* The pre-flight rules on the destination's profile, before a page moves.
+ * The report stays with the migration for query-migrate and the summary. */
+static int preflight(struct engine *g, const struct host_profile *src, struct json_object *reply)
+{
+	struct migration *m = g->m;
+	struct json_object *pj, *rj = NULL;
+	struct host_profile *dst = malloc(sizeof(*dst));
+	struct compat_report *r = malloc(sizeof(*r));
+	int rc = dst && r ? 0 : err__set(&g->e, ENOMEM, "out of memory");
+	if (!rc && !json_object_object_get_ex(reply, "profile", &pj))
+		rc = err__set(&g->e, EPROTO, "the destination's hello has no host profile");
+	if (!rc && (rc = host_profile__from_json(pj, dst, &g->e)) < 0) {
+		char why[sizeof(g->e.msg)];
+		snprintf(why, sizeof(why), "%s", g->e.msg);
+		err__clear(&g->e);
+		rc = err__set(&g->e, EPROTO, "the destination's host profile: %s", why);
+	}
+	struct compat_opts opts = { .unsafe = m->p.unsafe };
+	if (!rc && (rc = compat__check(g->vm->cfg, src, dst, &opts, r)) < 0)
+		err__set(&g->e, -rc, "pre-flight checks could not run: %s", r->rows[0].reason);
+	if (!rc && compat__report_to_json(r, &rj) < 0)
+		rc = err__set(&g->e, ENOMEM, "out of memory");
+	if (!rc) {
+		pthread_mutex_lock(&m->lock);
+		m->preflight = rj;
+		pthread_mutex_unlock(&m->lock);
+		const struct compat_row *f = compat__first_failure(r);
+		/* A check alone succeeds whatever the verdict: that is its answer. */
+		if (f && !m->p.check_only)
+			rc = err__set(&g->e, EPERM, "pre-flight check %s failed: %s (%s)%s", f->rule,
+				      f->reason, f->fix, r->fail > 1 ? "; more in the report" : "");
+	}
+	free(dst);
+	free(r);
+	return rc;
+}
+
 static int handshake(struct engine *g)
 {
 	struct migration *m = g->m;
@@ -264,16 +316,44 @@ static int handshake(struct engine *g)
 	if (rc < 0)
 		return rc;
 	channel__set_timeout(&m->ch, (int)m->p.io_timeout_ms);
-	struct json_object *hello = mig__hello("source", &g->e), *reply = NULL;
-	if (!hello)
-		return -g->e.code;
+	struct host_profile *src = malloc(sizeof(*src));
+	struct json_object *hello = src ? mig__hello("source", &g->e) : NULL, *reply = NULL;
+	struct json_object *prof = hello ? own_profile(g, src) : NULL, *vmj = NULL;
+	if (!src)
+		err__set(&g->e, ENOMEM, "out of memory");
+	if (prof && vm_config__to_json(g->vm->cfg, &vmj) < 0)
+		err__set(&g->e, ENOMEM, "out of memory");
+	if (!vmj) {
+		json_object_put(hello);
+		json_object_put(prof);
+		free(src);
+		return -(g->e.code ? g->e.code : ENOMEM);
+	}
+	/* The destination needs the VM's disks to report its view of them. */
+	json_object_object_add(hello, "profile", prof);
+	json_object_object_add(hello, "vm", vmj);
+	json_object_object_add(hello, "probe", json_object_new_boolean(m->p.check_only));
 	rc = mig__send(&m->ch, hello, &g->e);
 	json_object_put(hello);
+	if (rc < 0) {
+		/* A peer that is not vmhop may have answered and hung up before
+		 * our hello was through: what it said is the better message. */
+		struct err said = { 0 };
+		if (mig__recv(&m->ch, 500, "hello", "the destination's hello", &reply, &said) == 0 ||
+		    (said.code && said.code != EPIPE && said.code != ETIMEDOUT)) {
+			err__clear(&g->e);
+			rc = reply ? err__set(&g->e, EPROTO, "the destination said hello before ours was through")
+				   : err__set(&g->e, said.code, "%s", said.msg);
+		}
+	}
 	if (!rc)
 		rc = mig__recv(&m->ch, 0, "hello", "the destination's hello", &reply, &g->e);
 	if (!rc)
 		rc = mig__check_hello(reply, "destination", &g->e);
+	if (!rc)
+		rc = preflight(g, src, reply);
 	json_object_put(reply);
+	free(src);
 	if (rc < 0)
 		return rc;
 	return fault(g, "hello");
@@ -612,25 +692,26 @@ void mig_source__run(struct migration *m)
 	int rc = section__check_migratable(vm_sections__registry(m->vm), &g.e);
 	if (!rc)
 		rc = handshake(&g);
-	if (!rc)
+	bool checked = !rc && m->p.check_only;
+	if (!rc && !checked)
 		rc = start_logging(&g);
-	if (!rc)
+	if (!rc && !checked)
 		rc = start_stream(&g);
 	pthread_mutex_lock(&m->lock);
 	m->st.setup_ns = util__now_ns() - m->st.start_ns;
 	pthread_mutex_unlock(&m->lock);
-	if (!rc)
+	if (!rc && !checked)
 		rc = precopy(&g);
-	if (!rc)
+	if (!rc && !checked)
 		rc = stop_and_copy(&g, &t_pause);
-	if (!rc)
+	if (!rc && !checked)
 		rc = commit(&g, t_pause);
 	if (rc < 0)
 		fail(&g, rc);
 	struct stream_mem_stats ms = g.enc.stats;
 	cleanup(&g);
 
-	enum migrate_status s = MIGRATE_COMPLETED;
+	enum migrate_status s = checked ? MIGRATE_CHECKED : MIGRATE_COMPLETED;
 	if (rc < 0 && g.went) {
 		s = MIGRATE_UNCONFIRMED;
 		char why[sizeof(g.e.msg)];

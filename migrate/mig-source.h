@@ -26,6 +26,7 @@ struct migration {
 	bool abort;			/* stop at the next step */
 	bool cancelled;			/* ... because migrate-cancel asked */
 	struct err peer_err;		/* what the destination said went wrong */
+	struct json_object *preflight;	/* the pre-flight report, once made */
 };
 
 /* The engine: runs the whole migration on the calling thread and leaves the

@@ -117,7 +117,7 @@ static const char *const snapshot_params[] = { "path", "compress", "disks", NULL
 static const char *const resume_params[] = { "force", NULL };
 static const char *const migrate_params[] = {
 	"uri", "max_downtime_ms", "max_bandwidth", "compress", "auto_converge", "timeout",
-	"io_timeout", "fault", NULL
+	"io_timeout", "unsafe", "check_only", "fault", NULL
 };
 
 static const struct control_cmd vm_commands[] = {
@@ -132,7 +132,7 @@ static const struct control_cmd vm_commands[] = {
 	  "checkpoint the VM to a new file: path, compress, disks=include|external", snapshot_params, NULL },
 	{ "migrate", NULL,
 	  "live-migrate to uri (tcp:HOST:PORT); replies when done: max_downtime_ms, max_bandwidth, "
-	  "compress, auto_converge, timeout, io_timeout", migrate_params, migrate__control_start },
+	  "compress, auto_converge, timeout, io_timeout, unsafe, check_only (pre-flight only)", migrate_params, migrate__control_start },
 	{ "query-migrate", migrate__control_query, "progress or result of the last migration", NULL, NULL },
 	{ "migrate-cancel", migrate__control_cancel,
 	  "stop a running migration before its commit; the guest keeps running here", NULL, NULL },

@@ -19,7 +19,7 @@
 
 #define MIG_MAGIC	"VMHOPMIG"
 #define MIG_MAGIC_LEN	8
-#define MIG_FRAME_MAX	(64 * 1024)
+#define MIG_FRAME_MAX	(256 * 1024)	/* hellos carry host profiles */
 #define MIG_PROTO	1	/* handshake version, in hello */
 
 /* Sends one message (not taken). */

@@ -30,6 +30,8 @@ struct migrate_params {
 	bool auto_converge;
 	uint64_t timeout_ms;		/* 0: none */
 	uint64_t io_timeout_ms;		/* a peer silent this long has failed */
+	bool unsafe;			/* pre-flight: cache rule warns only */
+	bool check_only;		/* pre-flight checks, then stop: nothing moves */
 	/* Test hook: "PHASE:ACTION", see migrate-fault.h. Empty: none. */
 	char fault[64];
 };
@@ -47,6 +49,7 @@ enum migrate_status {
 	MIGRATE_COMPLETED,	/* the destination runs the guest */
 	MIGRATE_FAILED,		/* before go: the guest runs here again */
 	MIGRATE_UNCONFIRMED,	/* go sent, running never came: paused here */
+	MIGRATE_CHECKED,	/* check_only: pre-flight done, nothing moved */
 };
 
 const char *migrate__status_name(enum migrate_status s);
@@ -65,10 +68,13 @@ struct migrate_stats {
 	double dirty_rate_mib_s;	/* last round */
 	unsigned throttle_pct;
 	uint64_t id;			/* 1 for this VM's first migration, ... */
+	bool unsafe;
 };
 
-/* One JSON object (the query-migrate reply, the migrate summary). */
-struct json_object *migrate__stats_json(const struct migrate_stats *st);
+/* One JSON object (the query-migrate reply, the migrate summary), with the
+ * pre-flight report (compat__report_to_json) when there is one. */
+struct json_object *migrate__stats_json(const struct migrate_stats *st,
+					struct json_object *preflight);
 
 /* ---- source (control socket commands) ---- */
 
@@ -101,6 +107,7 @@ struct migrate_recv_opts {
 
 struct migrate_incoming {
 	struct channel ch;
+	uint64_t mem_records;		/* MEM records received */
 	struct vm *vm;
 	struct vm_config *cfg;
 	uint64_t bytes;			/* stream bytes received */
@@ -108,6 +115,10 @@ struct migrate_incoming {
 	const char *fault;
 	uint64_t io_timeout_ms;
 };
+
+/* migrate__incoming's return when the peer only asked for this host's
+ * profile (a pre-flight check): keep listening for the real migration. */
+#define MIGRATE_PROBED 1
 
 /* On an accepted channel: hello, the stream, ready, and waiting for go.
  * Success leaves a VM loaded and not started, which may be started now and

@@ -10,7 +10,9 @@ E2E_TESTS = \
 	tests/e2e/test-migrate-faults.py \
 	tests/e2e/test-migrate-pingpong.py \
 	tests/e2e/test-migrate-peers.py \
-	tests/e2e/test-migrate-disk.py
+	tests/e2e/test-migrate-disk.py \
+	tests/e2e/test-compat-live.py \
+	tests/e2e/test-compat-check.py
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/vmhoptest.py tests/e2e/README.md
 # The tests import vmhoptest from their own directory.

@@ -37,7 +37,8 @@ def one_case(ctx, src, phase, how):
     args = IO + (NO_CONVERGE if phase in ("hello", "round1", "precopy") else [])
     rc, summary, err = ctx.migrate(src, dst.uri, args, env=send_env)
     t.check(rc == 1 and summary and summary["status"] == "failed" and summary.get("error"),
-            f"{label}: migrate-send fails with a reason ({summary and summary.get('error')})")
+            f"{label}: migrate-send fails with a reason "
+            f"({summary and summary.get('error')}; rc {rc}; {err.strip()[-400:]})")
     drc = dst.wait_exit()
     t.check(drc != 0 and not dst.lines(r"^HB"),
             f"{label}: the destination exits non-zero ({drc}) without running the guest")

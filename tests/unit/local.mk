@@ -4,3 +4,4 @@ include tests/unit/devices.mk
 include tests/unit/control.mk
 include tests/unit/migrate.mk
 include tests/unit/harness.mk
+include tests/unit/compat.mk
