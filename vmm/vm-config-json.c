@@ -1,6 +1,7 @@
 /* struct vm_config <-> JSON. The reader sees configs sent by migration peers,
  * so it checks everything and builds into a scratch config that is moved to
  * the caller only once all of it is valid. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,8 +124,15 @@ static int check_members(struct json_object *o, const char *const *names, const 
 {
 	json_object_object_foreach(o, key, val) {
 		(void)val;
-		if (!listed(names, key))
-			return err__set(e, EINVAL, PFX "unknown member '%.64s' in %s", key, what);
+		if (!listed(names, key)) {
+			/* The name comes from a peer: keep the message one line. */
+			char shown[65];
+			size_t n = 0;
+			for (const char *k = key; *k && n < sizeof(shown) - 1; k++)
+				shown[n++] = isprint((unsigned char)*k) ? *k : '?';
+			shown[n] = 0;
+			return err__set(e, EINVAL, PFX "unknown member '%s' in %s", shown, what);
+		}
 	}
 	return 0;
 }

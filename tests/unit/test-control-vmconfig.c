@@ -131,6 +131,7 @@ static const struct {
 	{ "[]", "must be a JSON object" },
 	{ "42", "must be a JSON object" },
 	{ "{\"bogus\": 1}", "unknown member 'bogus'" },
+	{ "{\"bad\\nname\": 1}", "unknown member 'bad?name' in" },
 	{ "{\"name\": 5}", "name must be a string" },
 	{ "{\"name\": null}", "name must be a string" },
 	{ "{\"name\": \"0123456789012345678901234567890123456789012345678901234567890123\"}",
