@@ -6,6 +6,7 @@ EXTRA_DIST += lib/README.md
 noinst_HEADERS = \
 	include/vmhop/boot.h \
 	include/vmhop/channel.h \
+	include/vmhop/ram-extents.h \
 	include/vmhop/compat.h \
 	include/vmhop/cpu-models.h \
 	include/vmhop/host-profile.h \

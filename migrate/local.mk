@@ -3,6 +3,8 @@
 libvmhop_a_SOURCES += \
 	migrate/crc32c.c \
 	migrate/stream-io.c \
+	migrate/stream-stage.c \
+	migrate/ram-extents.c \
 	migrate/stream-buf.c \
 	migrate/stream-header.c \
 	migrate/stream-types.c \

@@ -89,12 +89,14 @@ static void emit_direct(struct stream_writer *w, const uint8_t *s, size_t n,
 				w->crc = crc32c__copy(w->crc, d, s, c);
 			else
 				memcpy(d, s, c);
+			/* The copy, not the source: the source may be changing. */
+			digest(w, d, c);
 		} else {
 			raw_write(w, s, c);
 			if (crc)
 				w->crc = crc32c__update(w->crc, s, c);
+			digest(w, s, c);
 		}
-		digest(w, s, c);
 		s += c;
 		n -= c;
 		w->off += c;
@@ -119,7 +121,7 @@ static void emit(struct stream_writer *w, const void *p, size_t n, bool crc)
 			w->crc = crc32c__copy(w->crc, w->buf + w->len, s, c);
 		else
 			memcpy(w->buf + w->len, s, c);
-		digest(w, s, c);
+		digest(w, w->buf + w->len, c);	/* the copy: the source may change */
 		w->len += c;
 		w->off += c;
 		s += c;

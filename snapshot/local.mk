@@ -1,6 +1,7 @@
 # snapshot/: checkpoints of a VM into stream files, and VMs rebuilt from them.
 libvmhop_a_SOURCES += \
 	snapshot/snapshot-create.c \
+	snapshot/snapshot-live.c \
 	snapshot/snapshot-restore.c \
 	snapshot/snapshot-control.c \
 	include/vmhop/snapshot.h

@@ -19,6 +19,9 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 		return r;
 	if (control__arg_bool(args, "snapshot-create", "compress", &compress, e) < 0)
 		return -EINVAL;
+	bool live = false;
+	if (control__arg_bool(args, "snapshot-create", "live", &live, e) < 0)
+		return -EINVAL;
 	if (control__arg_str(args, "snapshot-create", "disks", 16, &disks, e) < 0)
 		return -EINVAL;
 	if (disks && strcmp(disks, "external") && strcmp(disks, "include"))
@@ -38,7 +41,7 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	if (migrating)
 		return err__set(e, EBUSY, "a migration is running: checkpoint after it ends");
 	struct snapshot_stats st;
-	r = snapshot__create(vm, path, compress, &st, e);
+	r = snapshot__create(vm, path, compress, live, &st, e);
 	if (r < 0)
 		return r;
 	struct json_object *o = json_object_new_object();
@@ -51,6 +54,7 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	json_object_object_add(o, "pages_compressed", json_object_new_uint64(st.pages_zstd));
 	json_object_object_add(o, "pause_ms", json_object_new_double((double)st.pause_ns / 1e6));
 	json_object_object_add(o, "total_ms", json_object_new_double((double)st.total_ns / 1e6));
+	json_object_object_add(o, "live", json_object_new_boolean(live));
 	json_object_object_add(o, "disks", json_object_new_string(writable ? "external" : "none"));
 	*result = o;
 	return 0;

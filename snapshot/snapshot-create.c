@@ -67,7 +67,7 @@ static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_st
 	return r;
 }
 
-int snapshot__create(struct vm *vm, const char *path, bool compress,
+int snapshot__create(struct vm *vm, const char *path, bool compress, bool live,
 		     struct snapshot_stats *st, struct err *e)
 {
 	memset(st, 0, sizeof(*st));
@@ -87,6 +87,10 @@ int snapshot__create(struct vm *vm, const char *path, bool compress,
 		return r;
 	}
 	int r = section__check_migratable(vm_sections__registry(vm), e);
+	if (!r && live) {
+		r = snapshot__write_live(vm, fd, compress, st, e);
+		goto written;
+	}
 	bool was_running = vm__state(vm) == VM_RUNNING;
 	uint64_t p0 = util__now_ns();
 	if (!r && was_running)
@@ -98,6 +102,7 @@ int snapshot__create(struct vm *vm, const char *path, bool compress,
 		vm__resume(vm, &ignore);
 		st->pause_ns = util__now_ns() - p0;
 	}
+written:
 	if (!r && fsync(fd) < 0)
 		r = err__setsys(e, errno, "writing %s", tmp);
 	if (close(fd) < 0 && !r)

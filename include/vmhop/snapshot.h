@@ -21,9 +21,14 @@ struct snapshot_stats {
 };
 
 /* Pauses the VM (if running), writes every state section and all RAM to
- * path, resumes it. Refuses an existing path. */
-int snapshot__create(struct vm *vm, const char *path, bool compress,
+ * path, resumes it. Refuses an existing path. With `live` the guest runs
+ * while its memory is written (pre-copy rounds into the file) and is paused
+ * only for the last pages and the device state. */
+int snapshot__create(struct vm *vm, const char *path, bool compress, bool live,
 		     struct snapshot_stats *st, struct err *e);
+/* The live write into an open file (snapshot-live.c). */
+int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_stats *st,
+			 struct err *e);
 
 /* Settings of the restoring process that are not the checkpoint's. */
 struct snapshot_restore_opts {

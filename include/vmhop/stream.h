@@ -118,6 +118,28 @@ void stream__mem_init_fixed(struct stream_mem *m, void *buf, size_t cap);
 void stream__mem_init_grow(struct stream_mem *m);
 void stream__mem_free(struct stream_mem *m);
 
+/* A staging channel (stream-stage.c) for streams whose source memory keeps
+ * changing while it is written (a running guest): page data is copied into
+ * the stage with its checksum in one pass, so both describe the same bytes.
+ * Hand `io` to the writer; staged bytes go to the sink before any later
+ * write, and at stream_stage__flush (call it after stream__flush). The sink
+ * takes everything or returns -errno; the first error sticks. */
+typedef int (*stream_stage_sink_fn)(void *opaque, const void *buf, size_t len);
+
+struct stream_stage {
+	struct stream_io io;
+	stream_stage_sink_fn sink;
+	void *sink_opaque;
+	uint8_t *buf;
+	size_t len, cap;
+	int error;
+};
+
+int stream_stage__init(struct stream_stage *s, size_t cap, stream_stage_sink_fn sink,
+		       void *opaque);
+int stream_stage__flush(struct stream_stage *s);
+void stream_stage__free(struct stream_stage *s);
+
 /* ---- header --------------------------------------------------------------- */
 
 struct stream_header {

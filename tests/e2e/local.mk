@@ -5,6 +5,7 @@ E2E_TESTS = \
 	tests/e2e/test-control.py \
 	tests/e2e/test-bad-input.py \
 	tests/e2e/test-snapshot.py \
+	tests/e2e/test-snapshot-live.py \
 	tests/e2e/test-migrate.py \
 	tests/e2e/test-migrate-converge.py \
 	tests/e2e/test-migrate-faults.py \
