@@ -81,13 +81,12 @@ int boot__load_kernel(struct guest_mem *mem, const char *kernel, const char *ini
 	if (r < 0)
 		return r;
 	r = boot__load_pvh(mem, img, len, kernel, initrd, cmdline, out, e);
-	if (r == -ENOEXEC) {
-		bool bz = len > 0x206 && !memcmp((char *)img + 0x202, "HdrS", 4);
-		r = err__set(e, ENOEXEC, bz ?
-			     "--kernel %s: bzImage loading is not supported by this build yet" :
+	if (r == -ENOEXEC)
+		r = boot__load_bzimage(mem, img, len, kernel, initrd, cmdline, out, e);
+	if (r == -ENOEXEC)
+		r = err__set(e, ENOEXEC,
 			     "--kernel %s: unrecognised kernel image (expected an ELF with a PVH note or a bzImage)",
 			     kernel);
-	}
 	munmap(img, len);
 	return r;
 }

@@ -8,6 +8,7 @@
 #include "vmhop/layout.h"
 #include "vmhop/util.h"
 
+#define XEN_ELFNOTE_GUEST_OS 6
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define HVM_START_MAGIC 0x336ec578
 
@@ -70,9 +71,11 @@ static int get_seg(const uint8_t *img, size_t len, bool is64, unsigned i, uint64
 	return 0;
 }
 
-/* Walks the notes of one PT_NOTE segment for the PVH entry. */
-static bool find_pvh_note(const uint8_t *img, const struct seg *s, uint64_t *entry)
+/* Walks the notes of one PT_NOTE segment for the PVH entry, and notes
+ * whether the kernel calls itself Linux (XEN_ELFNOTE_GUEST_OS "linux"). */
+static bool find_pvh_note(const uint8_t *img, const struct seg *s, uint64_t *entry, bool *linux_os)
 {
+	bool found = false;
 	uint64_t off = 0;
 	while (off + 12 <= s->filesz) {
 		uint32_t namesz, descsz, type;
@@ -83,9 +86,12 @@ static bool find_pvh_note(const uint8_t *img, const struct seg *s, uint64_t *ent
 		uint64_t desc_at = name_at + ALIGN_UP((uint64_t)namesz, 4);
 		uint64_t next = desc_at + ALIGN_UP((uint64_t)descsz, 4);
 		if (next > s->filesz || next <= off)
-			return false;
-		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
-		    !memcmp(img + s->offset + name_at, "Xen", 4) && descsz >= 4) {
+			return found;
+		bool xen = namesz == 4 && !memcmp(img + s->offset + name_at, "Xen", 4);
+		if (xen && type == XEN_ELFNOTE_GUEST_OS && descsz >= 5 &&
+		    !memcmp(img + s->offset + desc_at, "linux", 5))
+			*linux_os = true;
+		if (xen && type == XEN_ELFNOTE_PHYS32_ENTRY && descsz >= 4) {
 			uint32_t e32;
 			uint64_t e64;
 			if (descsz >= 8) {
@@ -95,11 +101,11 @@ static bool find_pvh_note(const uint8_t *img, const struct seg *s, uint64_t *ent
 				memcpy(&e32, img + s->offset + desc_at, 4);
 				*entry = e32;
 			}
-			return true;
+			found = true;
 		}
 		off = next;
 	}
-	return false;
+	return found;
 }
 
 static int write_start_info(struct guest_mem *mem, const char *initrd, const char *cmdline,
@@ -114,6 +120,7 @@ static int write_start_info(struct guest_mem *mem, const char *initrd, const cha
 	memcpy(cl, cmdline ? cmdline : "", clen);
 	cl[clen] = '\0';
 	si.cmdline_paddr = LAYOUT_CMDLINE;
+	si.rsdp_paddr = BOOT_ACPI_BASE;		/* written by boot__write_acpi */
 
 	struct boot_e820 map[8];
 	unsigned n = boot__e820(mem, map, ARRAY_SIZE(map));
@@ -168,13 +175,13 @@ int boot__load_pvh(struct guest_mem *mem, const void *image, size_t len, const c
 				kernel, machine);
 
 	uint64_t entry = 0;
-	bool have_entry = false;
+	bool have_entry = false, linux_os = false;
 	struct seg s;
 	for (unsigned i = 0; i < phnum; i++) {
 		if (get_seg(img, len, is64, i, phoff, phentsize, &s) < 0)
 			return err__set(e, ENOEXEC, "--kernel %s: program header %u outside the file", kernel, i);
 		if (s.type == PT_NOTE && in_file(len, s.offset, s.filesz) &&
-		    find_pvh_note(img, &s, &entry))
+		    find_pvh_note(img, &s, &entry, &linux_os))
 			have_entry = true;
 	}
 	if (!have_entry)
@@ -200,6 +207,9 @@ int boot__load_pvh(struct guest_mem *mem, const void *image, size_t len, const c
 	int r = write_start_info(mem, initrd, cmdline, kernel_end, e);
 	if (r < 0)
 		return r;
-	*out = (struct boot_entry){ .proto = BOOT_PVH, .entry = entry, .boot_info = LAYOUT_BOOT_INFO };
+	/* Linux brings its application processors up with INIT/SIPI itself;
+	 * vmhop's test guests expect every vCPU at the entry. */
+	*out = (struct boot_entry){ .proto = BOOT_PVH, .entry = entry, .boot_info = LAYOUT_BOOT_INFO,
+				    .bsp_only = linux_os };
 	return 0;
 }

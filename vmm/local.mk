@@ -12,6 +12,9 @@ libvmhop_a_SOURCES += \
 	vmm/cpuid.c \
 	vmm/boot-common.c \
 	vmm/boot-pvh.c \
+	vmm/boot-bzimage.c \
+	vmm/boot-vcpu.c \
+	vmm/acpi.c \
 	vmm/mptable.c \
 	vmm/uart.c \
 	vmm/pm.c \

@@ -7,6 +7,12 @@
 
 #define MP_IOAPIC_ID_OFFSET 0	/* IOAPIC id follows the CPUs */
 #define IOAPIC_PINS 24
+/* PCI INTA# wiring, as vmm/pci.c assigns it: slot s (1-31) on GSI
+ * 16 + (s - 1) % 8. Linux matches MP interrupt entries of a PCI bus against
+ * the PCI bus number, so the PCI bus must have MP bus id 0. */
+#define MP_PCI_SLOTS 32
+#define MP_PCI_GSI_BASE 16
+#define MP_PCI_NR_GSI 8
 
 struct mpf {
 	char signature[4];	/* "_MP_" */
@@ -77,11 +83,12 @@ static uint8_t checksum(const void *p, size_t len)
 
 int boot__write_mptable(struct guest_mem *mem, unsigned nr_cpus, struct err *e)
 {
-	const uint8_t bus_isa = 0, bus_pci = 1;
+	const uint8_t bus_pci = 0, bus_isa = 1;
 	const uint8_t ioapic_id = (uint8_t)(nr_cpus + MP_IOAPIC_ID_OFFSET);
 	size_t size = sizeof(struct mpf) + sizeof(struct mpc_table) +
 		      nr_cpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
-		      sizeof(struct mpc_ioapic) + (16 + 2) * sizeof(struct mpc_intsrc);
+		      sizeof(struct mpc_ioapic) +
+		      (16 + (MP_PCI_SLOTS - 1) + 2) * sizeof(struct mpc_intsrc);
 	if (nr_cpus > 254 || size > 0x100000 - LAYOUT_EBDA)
 		return err__set(e, E2BIG, "MP table: %u CPUs do not fit below 1 MiB", nr_cpus);
 	uint8_t *base = guest_mem__ptr(mem, LAYOUT_EBDA, size);
@@ -120,7 +127,8 @@ int boot__write_mptable(struct guest_mem *mem, unsigned nr_cpus, struct err *e)
 
 	/* ISA IRQs are identity-mapped onto IOAPIC pins, as KVM's default GSI
 	 * routing delivers them (the PIT included, on pin 0). PCI INTx lines use
-	 * pins 16-23 and are described by the PCI code's interrupt line field. */
+	 * pins 16-23, listed per slot below (level-triggered, low-active: the
+	 * PCI bus's own conventions, "conforming" in MP terms). */
 	for (uint8_t irq = 0; irq < 16; irq++) {
 		if (irq == 2)
 			continue;
@@ -128,6 +136,15 @@ int boot__write_mptable(struct guest_mem *mem, unsigned nr_cpus, struct err *e)
 		*s = (struct mpc_intsrc){ .type = 3, .irqtype = 0, .irqflag = 0, .srcbus = bus_isa,
 					  .srcbusirq = irq, .dstapic = ioapic_id,
 					  .dstirq = irq };
+		p += sizeof(*s);
+		count++;
+	}
+	for (uint8_t slot = 1; slot < MP_PCI_SLOTS; slot++) {
+		struct mpc_intsrc *s = (struct mpc_intsrc *)p;
+		*s = (struct mpc_intsrc){ .type = 3, .irqtype = 0, .irqflag = 0, .srcbus = bus_pci,
+					  .srcbusirq = (uint8_t)(slot << 2),	/* INTA# */
+					  .dstapic = ioapic_id,
+					  .dstirq = (uint8_t)(MP_PCI_GSI_BASE + (slot - 1) % MP_PCI_NR_GSI) };
 		p += sizeof(*s);
 		count++;
 	}

@@ -137,7 +137,7 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *be, struct err *
 		if (!r)
 			r = setup_lapic(v, e);
 		if (!r && be)
-			r = vcpu__setup_pvh(v, be->entry, be->boot_info, e);
+			r = boot__setup_vcpu(v, be, e);
 	}
 	free(sup);
 	return r;
@@ -205,6 +205,8 @@ static int create(struct vm **out, struct vm_config *cfg, bool boot, struct err 
 		r = boot__load_kernel(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, &be, e);
 	if (!r && boot)
 		r = boot__write_mptable(&vm->mem, cfg->nr_cpus, e);
+	if (!r && boot)
+		r = boot__write_acpi(&vm->mem, cfg->nr_cpus, e);
 	if (!r)
 		r = open_serial(cfg, &vm->serial_fd, e);
 	if (!r)
