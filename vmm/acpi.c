@@ -8,13 +8,14 @@
 
 #include "vmhop/boot.h"
 #include "vmhop/layout.h"
+#include "vmhop/pm.h"
 #include "vmhop/util.h"
 
 /* PCI INTA# wiring as vmm/pci.c assigns it (see mptable.c). */
 #define ACPI_PCI_SLOTS		32
 #define ACPI_PCI_GSI_BASE	16
 #define ACPI_PCI_NR_GSI		8
-#define ACPI_SCI_IRQ		9
+#define ACPI_SCI_IRQ		PM_SCI_IRQ
 
 struct sdt_header {
 	char signature[4];

@@ -13,6 +13,22 @@ struct pm_dev {
 	struct io_dev pm1, cf9, i8042;
 };
 
+/* The SCI is a level-triggered line (IRQ 9 in the ACPI tables): up while an
+ * enabled event's status bit is set, so an ACPI guest hears the power
+ * button and clears the line by clearing the status bit. Called without
+ * pm->lock held, with the levels computed under it. */
+static void set_sci(struct pm_dev *pm, bool level)
+{
+	/* A failing KVM_IRQ_LINE leaves a guest that polls (ours) unaffected;
+	 * there is no one to report it to from a port write. */
+	(void)vm__irq_line(pm->vm, PM_SCI_IRQ, level);
+}
+
+static bool sci_level(const struct pm_state *st)
+{
+	return st->pm1_sts & st->pm1_en & PM1_PWRBTN_STS;
+}
+
 static void pm1_read(struct io_dev *dev, uint64_t off, void *data, unsigned size)
 {
 	struct pm_dev *pm = dev->opaque;
@@ -32,7 +48,7 @@ static void pm1_write(struct io_dev *dev, uint64_t off, const void *data, unsign
 	struct pm_dev *pm = dev->opaque;
 	uint32_t v = 0;
 	memcpy(&v, data, size > 4 ? 4 : size);
-	bool off_now = false;
+	bool off_now = false, sci;
 	pthread_mutex_lock(&pm->lock);
 	if (off == 0) {
 		pm->st.pm1_sts &= (uint16_t)~v;		/* write 1 to clear */
@@ -43,7 +59,10 @@ static void pm1_write(struct io_dev *dev, uint64_t off, const void *data, unsign
 		/* SLP_TYP is ignored: every sleep state is treated as soft-off. */
 		off_now = v & PM1_SLP_EN;
 	}
+	sci = sci_level(&pm->st);
 	pthread_mutex_unlock(&pm->lock);
+	if (off < 4)
+		set_sci(pm, sci);
 	if (off_now)
 		vm__stop(pm->vm, VM_SHUTDOWN, "guest powered off");
 }
@@ -126,9 +145,9 @@ void pm__power_button(struct pm_dev *pm)
 {
 	pthread_mutex_lock(&pm->lock);
 	pm->st.pm1_sts |= PM1_PWRBTN_STS;
+	bool sci = sci_level(&pm->st);
 	pthread_mutex_unlock(&pm->lock);
-	/* An ACPI guest with PWRBTN_EN would get an SCI (IRQ 9) here; the
-	 * ACPI tables come with the Linux-guest work. */
+	set_sci(pm, sci);
 }
 
 struct pm_state *pm__state(struct pm_dev *pm)

@@ -4,11 +4,15 @@
 #ifndef VMHOP_PM_H
 #define VMHOP_PM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmhop/err.h"
 
 struct vm;
+
+/* The ACPI SCI: ISA IRQ 9, level-triggered, as the FADT and MADT say. */
+#define PM_SCI_IRQ 9
 
 struct pm_state {
 	uint16_t pm1_sts;
@@ -22,7 +26,8 @@ struct pm_dev;
 int pm__create(struct vm *vm, struct pm_dev **out, struct err *e);
 void pm__destroy(struct pm_dev *pm);
 struct pm_state *pm__state(struct pm_dev *pm);
-/* Presses the power button: sets PWRBTN_STS for the guest to see. */
+/* Presses the power button: sets PWRBTN_STS for the guest to see, and
+ * raises the SCI when the guest enabled the event (an ACPI guest). */
 void pm__power_button(struct pm_dev *pm);
 
 #endif
