@@ -75,7 +75,8 @@ int vm_config__to_json(const struct vm_config *c, struct json_object **out)
 	if (!r)
 		r = add(o, "initrd", str_or_null(c->initrd), true);
 	if (!r)
-		r = add(o, "cmdline", str_or_null(c->cmdline), true);
+		/* An empty command line is no command line: null reads back. */
+		r = add(o, "cmdline", str_or_null(c->cmdline && *c->cmdline ? c->cmdline : NULL), true);
 	if (!r)
 		r = add(o, "memory", json_object_new_uint64(c->mem_size), false);
 	if (!r)
