@@ -16,6 +16,14 @@ bench-boot: vmhop$(EXEEXT) tests/guest/guest.elf
 	$(PYTHON3) $(srcdir)/bench/boot/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
 		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_BOOT_ARGS)
 .PHONY: bench-boot
+# bench/migrate: live migration over loopback TCP, vmhop migrate-send/recv
+# beside QEMU's migrate on the same guest, three scenarios (make bench-migrate;
+# not a test). Options: make bench-migrate BENCH_MIGRATE_ARGS="--scenario dirty".
+EXTRA_DIST += bench/migrate/run.py
+bench-migrate: vmhop$(EXEEXT) tests/guest/guest.elf
+	$(PYTHON3) $(srcdir)/bench/migrate/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
+		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_MIGRATE_ARGS)
+.PHONY: bench-migrate
 # bench/compat: an offline compat-check of a typical VM on the recorded
 # fixtures, in-process and as the whole command, against the 50 ms target
 # (make bench-compat; not a test). BENCH_COMPAT_ITERS sets the iterations.
