@@ -12,7 +12,7 @@
 
 static const char snapshot_usage[] =
 	"usage: vmhop snapshot create --control PATH --output FILE [--compress none|zstd]\n"
-	"                             [--live] [--disks include|external] [--json]\n"
+	"                             [--live] [--base FILE] [--disks include|external] [--json]\n"
 	"       vmhop snapshot restore FILE [--control PATH] [--serial MODE]\n"
 	"       vmhop snapshot info FILE [--json]\n"
 	"       vmhop snapshot verify FILE\n"
@@ -20,7 +20,9 @@ static const char snapshot_usage[] =
 	"create   pause the VM behind --control, write its state and memory to FILE\n"
 	"         (a new file, written atomically), resume it; prints the pause.\n"
 	"         --live: the guest runs while its memory is written, paused only\n"
-	"         for the last pages and the device state\n"
+	"         for the last pages and the device state. --base FILE: an\n"
+	"         incremental checkpoint of what changed since FILE, the VM's\n"
+	"         last checkpoint (restore follows the chain)\n"
 	"restore  start a VM in this process from FILE; exits like `vmhop run`\n"
 	"info     describe FILE (header, sections, memory)\n"
 	"verify   check every record checksum and the SHA-256 trailer of FILE\n";
@@ -31,9 +33,10 @@ static int create(int argc, char **argv)
 		{ "control", required_argument, NULL, 'c' }, { "output", required_argument, NULL, 'o' },
 		{ "compress", required_argument, NULL, 'z' }, { "disks", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-		{ "live", no_argument, NULL, 'l' }, { NULL, 0, NULL, 0 },
+		{ "live", no_argument, NULL, 'l' }, { "base", required_argument, NULL, 'b' },
+		{ NULL, 0, NULL, 0 },
 	};
-	const char *control = NULL, *output = NULL, *disks = NULL;
+	const char *control = NULL, *output = NULL, *disks = NULL, *base = NULL;
 	bool compress = false, json = false, live = false;
 	int c;
 	optind = 1;
@@ -45,6 +48,7 @@ static int create(int argc, char **argv)
 		case 'd': disks = optarg; break;
 		case 'j': json = true; break;
 		case 'l': live = true; break;
+		case 'b': base = optarg; break;
 		case 'z':
 			if (strcmp(optarg, "none") && strcmp(optarg, "zstd")) {
 				fprintf(stderr, "vmhop snapshot create: --compress %s: expected none or zstd\n", optarg);
@@ -66,7 +70,7 @@ static int create(int argc, char **argv)
 	/* The running VM's process writes the file: it owns the memory. */
 	char path_arg[4200], disks_arg[64];
 	snprintf(path_arg, sizeof(path_arg), "path=%s", output);
-	char *av[12];
+	char *av[14];
 	int ac = 0;
 	av[ac++] = "ctl";
 	av[ac++] = "--control";
@@ -79,6 +83,11 @@ static int create(int argc, char **argv)
 		av[ac++] = "compress=true";
 	if (live)
 		av[ac++] = "live=true";
+	char base_arg[4200];
+	if (base) {
+		snprintf(base_arg, sizeof(base_arg), "base=%s", base);
+		av[ac++] = base_arg;
+	}
 	if (disks) {
 		snprintf(disks_arg, sizeof(disks_arg), "disks=%s", disks);
 		av[ac++] = disks_arg;

@@ -8,6 +8,7 @@
 #include "vmhop/control-vm.h"
 #include "vmhop/log.h"
 #include "vmhop/migrate.h"
+#include "vmhop/snapshot.h"
 #include "vmhop/vm.h"
 
 struct vm_loop {
@@ -120,6 +121,7 @@ int vm_loop__run_hooked(struct vm *vm, const char *who, vm_loop_started_fn start
 	uv_run(&l.loop, UV_RUN_DEFAULT);
 	vm__join(vm);
 	migrate__destroy(vm);
+	snapshot__track_drop(vm);
 	uv_loop_close(&l.loop);
 
 	pthread_mutex_lock(&vm->lock);

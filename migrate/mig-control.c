@@ -10,6 +10,7 @@
 #include "migrate/mig-source.h"
 #include "vmhop/control.h"
 #include "vmhop/migrate-fault.h"
+#include "vmhop/snapshot.h"
 #include "vmhop/util.h"
 #include "vmhop/vm.h"
 
@@ -194,6 +195,9 @@ int migrate__control_start(void *ctx, struct json_object *args, struct control_c
 	m->st.pages_total = vm->mem.nr_pages;
 	m->st.id = old ? old->st.id + 1 : 1;
 	m->st.unsafe = p.unsafe;
+	/* The migration needs the dirty log: checkpoint chains start over. */
+	if (!p.check_only)
+		snapshot__track_drop(vm);
 	r = pthread_create(&m->thread, NULL, engine_thread, m);
 	if (r) {
 		uv_close((uv_handle_t *)done, free_async);

@@ -2,6 +2,8 @@
 libvmhop_a_SOURCES += \
 	snapshot/snapshot-create.c \
 	snapshot/snapshot-live.c \
+	snapshot/snapshot-chain.c \
+	snapshot/snapshot-internal.h \
 	snapshot/snapshot-restore.c \
 	snapshot/snapshot-control.c \
 	include/vmhop/snapshot.h

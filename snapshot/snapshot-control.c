@@ -41,7 +41,11 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	if (migrating)
 		return err__set(e, EBUSY, "a migration is running: checkpoint after it ends");
 	struct snapshot_stats st;
-	r = snapshot__create(vm, path, compress, live, &st, e);
+	const char *base = NULL;
+	if (control__arg_str(args, "snapshot-create", "base", 4096, &base, e) < 0)
+		return -EINVAL;
+	struct snapshot_create_opts co = { .compress = compress, .live = live, .base = base };
+	r = snapshot__create(vm, path, &co, &st, e);
 	if (r < 0)
 		return r;
 	struct json_object *o = json_object_new_object();
@@ -55,6 +59,12 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	json_object_object_add(o, "pause_ms", json_object_new_double((double)st.pause_ns / 1e6));
 	json_object_object_add(o, "total_ms", json_object_new_double((double)st.total_ns / 1e6));
 	json_object_object_add(o, "live", json_object_new_boolean(live));
+	char id[33];
+	for (size_t i = 0; i < sizeof(st.uuid); i++)
+		snprintf(id + 2 * i, 3, "%02x", st.uuid[i]);
+	json_object_object_add(o, "uuid", json_object_new_string(id));
+	if (base)
+		json_object_object_add(o, "base", json_object_new_string(base));
 	json_object_object_add(o, "disks", json_object_new_string(writable ? "external" : "none"));
 	*result = o;
 	return 0;

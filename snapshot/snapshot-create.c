@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapshot/snapshot-internal.h"
+#include "vmhop/dirty-log.h"
 #include "vmhop/release.h"
 #include "vmhop/section.h"
 #include "vmhop/snapshot.h"
@@ -29,9 +31,25 @@ static int fsync_dir(const char *path, struct err *e)
 	return r;
 }
 
-/* Writes the whole VM (paused) into fd. */
-static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_stats *st,
-			struct err *e)
+/* Sends the pages set in bm (an incremental checkpoint's memory). */
+static int write_pages(struct stream_writer *w, struct stream_mem_enc *enc,
+		       const struct stream_ram *ram, const uint64_t *bm)
+{
+	uint64_t n = ram->npages;
+	for (uint64_t a = dirty_bitmap__next(bm, n, 0); a < n; a = dirty_bitmap__next(bm, n, a)) {
+		uint64_t b = dirty_bitmap__next_clear(bm, n, a);
+		int rc = stream__mem_write_range(w, enc, ram, a, b - a);
+		if (rc < 0)
+			return rc;
+		a = b;
+	}
+	return 0;
+}
+
+/* Writes the whole VM (paused) into fd: configuration, chain, state, then
+ * all of memory, or only the pages in `dirty` for an incremental one. */
+static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,
+			const uint64_t *dirty, struct snapshot_stats *st, struct err *e)
 {
 	struct release_matrix m;
 	struct release_policy pol;
@@ -54,10 +72,18 @@ static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_st
 		stream__writer_free(&w);
 		return r;
 	}
+	struct section_registry *reg = vm_sections__registry(vm);
 	struct stream_ram ram = { .host = vm->mem.base, .npages = vm->mem.nr_pages };
-	r = section__save_stream(vm_sections__registry(vm), &w, &enc, &ram, e);
-	if (r < 0 && w.err.code && !e->code)
-		err__set(e, w.err.code, "%s", w.err.msg);
+	r = section__save_one(reg, &w, VM_SECTION_CONFIG, e);
+	if (!r)
+		r = snapshot_chain__write(&w, chain, e);
+	if (!r)
+		r = section__save_except(reg, &w, VM_SECTION_CONFIG, e);
+	if (!r && (r = dirty ? write_pages(&w, &enc, &ram, dirty) :
+			       stream__mem_write_range(&w, &enc, &ram, 0, ram.npages)) < 0 && !e->code)
+		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing memory");
+	if (!r && (r = stream__finish(&w)) < 0 && !e->code)
+		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing the end");
 	st->pages_zero = enc.stats.pages[STREAM_PAGE_ZERO];
 	st->pages_raw = enc.stats.pages[STREAM_PAGE_RAW];
 	st->pages_zstd = enc.stats.pages[STREAM_PAGE_ZSTD];
@@ -67,7 +93,7 @@ static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_st
 	return r;
 }
 
-int snapshot__create(struct vm *vm, const char *path, bool compress, bool live,
+int snapshot__create(struct vm *vm, const char *path, const struct snapshot_create_opts *o,
 		     struct snapshot_stats *st, struct err *e)
 {
 	memset(st, 0, sizeof(*st));
@@ -75,6 +101,19 @@ int snapshot__create(struct vm *vm, const char *path, bool compress, bool live,
 	struct stat sb;
 	if (lstat(path, &sb) == 0)
 		return err__set(e, EEXIST, "%s already exists: checkpoints never overwrite a file", path);
+	if (o->live && o->base)
+		return err__set(e, EINVAL, "an incremental checkpoint (base) is written paused: "
+				"drop live, or take a full live one");
+	struct snapshot_chain_info chain;
+	int r = snapshot_chain__new(&chain, e);
+	struct snapshot_chain_info prev;
+	if (!r && o->base && !(r = snapshot_track__check_base(vm, o->base, &prev, e))) {
+		memcpy(chain.base_uuid, prev.base_uuid, sizeof(chain.base_uuid));
+		chain.seq = prev.seq;
+		memcpy(chain.base_name, prev.base_name, sizeof(chain.base_name));
+	}
+	if (r < 0)
+		return r;
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 16);
 	if (!tmp)
@@ -82,27 +121,39 @@ int snapshot__create(struct vm *vm, const char *path, bool compress, bool live,
 	snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		int r = err__setsys(e, errno, "cannot create a checkpoint next to %s", path);
+		r = err__setsys(e, errno, "cannot create a checkpoint next to %s", path);
 		free(tmp);
 		return r;
 	}
-	int r = section__check_migratable(vm_sections__registry(vm), e);
-	if (!r && live) {
-		r = snapshot__write_live(vm, fd, compress, st, e);
-		goto written;
-	}
-	bool was_running = vm__state(vm) == VM_RUNNING;
+	r = section__check_migratable(vm_sections__registry(vm), e);
+	bool was_running = vm__state(vm) == VM_RUNNING, paused = false;
 	uint64_t p0 = util__now_ns();
-	if (!r && was_running)
-		r = vm__pause(vm, e);
-	if (!r)
-		r = write_stream(vm, fd, compress, st, e);
-	if (was_running) {
+	if (!r && o->live) {
+		/* The live write needs the dirty log itself. */
+		snapshot__track_drop(vm);
+		r = snapshot__write_live(vm, fd, o->compress, &chain, st, &paused, &p0, e);
+	} else if (!r) {
+		if (was_running && !(r = vm__pause(vm, e)))
+			paused = true;
+		const uint64_t *dirty = NULL;
+		if (!r && o->base && !(dirty = snapshot_track__fetch(vm, e)))
+			r = -e->code;
+		if (!r)
+			r = write_stream(vm, fd, o->compress, &chain, dirty, st, e);
+	}
+	/* Still paused at the checkpoint's instant: the next incremental one
+	 * counts from here. If this one fails after all, there is no base to
+	 * count from and the next checkpoint must be full. */
+	bool tracking = false;
+	if (!r) {
+		struct err te = { 0 };
+		tracking = snapshot_track__restart(vm, &chain, path, &te) == 0;
+	}
+	if (paused) {
 		struct err ignore = { 0 };
 		vm__resume(vm, &ignore);
 		st->pause_ns = util__now_ns() - p0;
 	}
-written:
 	if (!r && fsync(fd) < 0)
 		r = err__setsys(e, errno, "writing %s", tmp);
 	if (close(fd) < 0 && !r)
@@ -114,7 +165,11 @@ written:
 	unlink(tmp);
 	if (!r)
 		r = fsync_dir(path, e);
+	if (r < 0 && tracking)
+		snapshot__track_drop(vm);
 	free(tmp);
+	memcpy(st->uuid, chain.uuid, sizeof(st->uuid));
+	st->incremental = o->base != NULL;
 	st->total_ns = util__now_ns() - t0;
 	return r;
 }

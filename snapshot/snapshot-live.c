@@ -1,12 +1,13 @@
 /* Live checkpoints: the guest keeps running while its memory goes to the
  * file in pre-copy rounds driven by the dirty log, and is paused only for
- * the last pages and the device state. Memory records for a page may then
+ * the last pages and the device state (it is left paused for the caller). Memory records for a page may then
  * appear several times in the file; a reader keeps the last (restore loads
  * them in order, the index points at the newest). Page data goes through a
  * staging buffer because the guest keeps changing it while it is written. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "snapshot/snapshot-internal.h"
 #include "vmhop/dirty-log.h"
 #include "vmhop/ram-extents.h"
 #include "vmhop/release.h"
@@ -76,7 +77,8 @@ static int copy_dirty(struct live *l, uint64_t *copied)
 	return rc;
 }
 
-int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_stats *st,
+int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,
+			 struct snapshot_stats *st, bool *paused_out, uint64_t *pause_t0,
 			 struct err *e)
 {
 	struct live l = { .vm = vm, .e = e };
@@ -107,6 +109,8 @@ int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_s
 	if (!rc)
 		rc = section__save_one(vm_sections__registry(vm), &l.w, VM_SECTION_CONFIG, e);
 	if (!rc)
+		rc = snapshot_chain__write(&l.w, chain, e);
+	if (!rc)
 		rc = first_copy(&l);
 	/* Rounds while the guest runs, until little is left or it stops
 	 * shrinking: the rest is copied with the vCPUs stopped. */
@@ -131,11 +135,10 @@ int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_s
 		rc = writer_err(&l, rc);
 	if (!rc && (rc = stream_stage__flush(&l.stage)) < 0)
 		rc = err__setsys(e, -rc, "writing the checkpoint");
-	if (paused) {
-		struct err ignore = { 0 };
-		vm__resume(vm, &ignore);
-		st->pause_ns = util__now_ns() - p0;
-	}
+	/* The caller resumes the guest, once it has named the file and
+	 * started tracking from this instant. */
+	*paused_out = paused;
+	*pause_t0 = p0;
 	if (logging) {
 		struct err ignore = { 0 };
 		dirty_log__stop(&l.dl, &ignore);

@@ -113,7 +113,7 @@ static int query_config(void *ctx, struct json_object *args, struct json_object 
 	return 0;
 }
 
-static const char *const snapshot_params[] = { "path", "compress", "disks", "live", NULL };
+static const char *const snapshot_params[] = { "path", "compress", "disks", "live", "base", NULL };
 static const char *const resume_params[] = { "force", NULL };
 static const char *const migrate_params[] = {
 	"uri", "max_downtime_ms", "max_bandwidth", "compress", "auto_converge", "timeout",
@@ -129,7 +129,7 @@ static const struct control_cmd vm_commands[] = {
 	{ "quit", do_quit, "stop the VM now and end the process", NULL, NULL },
 	{ "query-config", query_config, "the VM's configuration", NULL, NULL },
 	{ "snapshot-create", snapshot__control_create,
-	  "checkpoint the VM to a new file: path, compress, live, disks=include|external", snapshot_params, NULL },
+	  "checkpoint the VM to a new file: path, compress, live, base, disks=include|external", snapshot_params, NULL },
 	{ "migrate", NULL,
 	  "live-migrate to uri (tcp:HOST:PORT); replies when done: max_downtime_ms, max_bandwidth, "
 	  "compress, auto_converge, timeout, io_timeout, unsafe, check_only (pre-flight only)", migrate_params, migrate__control_start },

@@ -15,6 +15,8 @@ struct vm_config;
 
 struct snapshot_stats {
 	uint64_t bytes;			/* file size */
+	uint8_t uuid[16];		/* this checkpoint's id */
+	bool incremental;
 	uint64_t pages_zero, pages_raw, pages_zstd;
 	uint64_t pause_ns;		/* vCPUs stopped for the checkpoint */
 	uint64_t total_ns;
@@ -24,11 +26,16 @@ struct snapshot_stats {
  * path, resumes it. Refuses an existing path. With `live` the guest runs
  * while its memory is written (pre-copy rounds into the file) and is paused
  * only for the last pages and the device state. */
-int snapshot__create(struct vm *vm, const char *path, bool compress, bool live,
+struct snapshot_create_opts {
+	bool compress;
+	bool live;
+	const char *base;	/* incremental since this checkpoint (the VM's last) */
+};
+int snapshot__create(struct vm *vm, const char *path, const struct snapshot_create_opts *o,
 		     struct snapshot_stats *st, struct err *e);
-/* The live write into an open file (snapshot-live.c). */
-int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_stats *st,
-			 struct err *e);
+/* Ends the dirty tracking kept since the VM's last checkpoint (a migration
+ * needs the dirty log); the next checkpoint must be a full one. */
+void snapshot__track_drop(struct vm *vm);
 
 /* Settings of the restoring process that are not the checkpoint's. */
 struct snapshot_restore_opts {

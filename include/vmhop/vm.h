@@ -23,6 +23,7 @@ struct virtio_blk;
 struct irq_routing;
 struct vm_sections;
 struct migration;
+struct snapshot_tracker;
 
 enum vm_state {
 	VM_CREATED,	/* built, vCPUs not started */
@@ -99,6 +100,8 @@ struct vm {
 	uint64_t throttle_sleep_ns;
 	/* The outgoing migration of this VM (migrate/), owned there. */
 	struct migration *migration;
+	/* Dirty tracking since the last checkpoint (snapshot/), owned there. */
+	struct snapshot_tracker *ckpt;
 };
 
 /* Opens /dev/kvm (path overridable for tests), creates the VM, irqchip, PIT,

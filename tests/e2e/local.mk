@@ -6,12 +6,14 @@ E2E_TESTS = \
 	tests/e2e/test-bad-input.py \
 	tests/e2e/test-snapshot.py \
 	tests/e2e/test-snapshot-live.py \
+	tests/e2e/test-snapshot-chain.py \
 	tests/e2e/test-migrate.py \
 	tests/e2e/test-migrate-converge.py \
 	tests/e2e/test-migrate-faults.py \
 	tests/e2e/test-migrate-pingpong.py \
 	tests/e2e/test-migrate-peers.py \
 	tests/e2e/test-migrate-disk.py \
+	tests/e2e/test-migrate-tls.py \
 	tests/e2e/test-compat-live.py \
 	tests/e2e/test-compat-check.py
 TESTS += $(E2E_TESTS)

@@ -1,0 +1,53 @@
+/* Shared by snapshot/'s files; not a public API. */
+#ifndef VMHOP_SNAPSHOT_INTERNAL_H
+#define VMHOP_SNAPSHOT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmhop/err.h"
+#include "vmhop/section.h"
+#include "vmhop/snapshot.h"
+#include "vmhop/stream.h"
+
+#define SNAPSHOT_CHAIN_SECTION "snapshot-chain"
+#define SNAPSHOT_CHAIN_MAX 256		/* links a restore follows */
+
+struct vm;
+
+/* What the snapshot-chain section holds. A full checkpoint has an all-zero
+ * base_uuid and seq 0. */
+struct snapshot_chain_info {
+	uint8_t uuid[16];
+	uint8_t base_uuid[16];
+	uint32_t seq;
+	char base_name[256];		/* the base's file name, in the same directory */
+};
+
+int snapshot_chain__new(struct snapshot_chain_info *c, struct err *e);
+bool snapshot_chain__is_full(const struct snapshot_chain_info *c);
+int snapshot_chain__write(struct stream_writer *w, struct snapshot_chain_info *c, struct err *e);
+/* Is this SECTION payload the chain section? */
+int snapshot_chain__is_chain(const uint8_t *payload, size_t len, uint64_t base);
+int snapshot_chain__decode(const uint8_t *payload, size_t len, uint64_t base,
+			   struct snapshot_chain_info *c, struct err *e);
+/* The chain section of a checkpoint file (header, config, chain). */
+int snapshot_chain__read_file(const char *path, struct snapshot_chain_info *c, struct err *e);
+
+/* The tracker (snapshot-chain.c). restart: the VM is paused at the instant
+ * checkpoint c (at path) was taken; tracking starts over from there. */
+int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, const char *path,
+			    struct err *e);
+/* base must be the VM's last checkpoint: fills out's base fields. */
+int snapshot_track__check_base(struct vm *vm, const char *base, struct snapshot_chain_info *out,
+			       struct err *e);
+/* Pages written since the last checkpoint (the tracker's bitmap, updated). */
+uint64_t *snapshot_track__fetch(struct vm *vm, struct err *e);
+
+/* The live write into an open file (snapshot-live.c): returns with the VM
+ * paused (*paused set, *pause_t0 when it stopped) for the caller to resume. */
+int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,
+			 struct snapshot_stats *st, bool *paused, uint64_t *pause_t0,
+			 struct err *e);
+
+#endif
