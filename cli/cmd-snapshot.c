@@ -13,7 +13,7 @@
 static const char snapshot_usage[] =
 	"usage: vmhop snapshot create --control PATH --output FILE [--compress none|zstd]\n"
 	"                             [--live] [--base FILE] [--disks include|external] [--json]\n"
-	"       vmhop snapshot restore FILE [--control PATH] [--serial MODE]\n"
+	"       vmhop snapshot restore FILE [--control PATH] [--serial MODE] [--disk-map OLD=NEW]...\n"
 	"       vmhop snapshot info FILE [--json]\n"
 	"       vmhop snapshot verify FILE\n"
 	"\n"
@@ -101,9 +101,11 @@ static int restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'c' }, { "serial", required_argument, NULL, 's' },
+		{ "disk-map", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	struct snapshot_restore_opts o = { 0 };
+	const char *maps[SNAPSHOT_MAX_MAPS];
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -111,6 +113,15 @@ static int restore(int argc, char **argv)
 		switch (c) {
 		case 'c': o.control = optarg; break;
 		case 's': o.serial = optarg; break;
+		case 'm':
+			if (!strchr(optarg, '=') || optarg[0] == '=' || o.nr_maps == SNAPSHOT_MAX_MAPS) {
+				fprintf(stderr, "vmhop snapshot restore: --disk-map %s: expected OLD=NEW "
+					"(at most %d)\n", optarg, SNAPSHOT_MAX_MAPS);
+				return 2;
+			}
+			maps[o.nr_maps++] = optarg;
+			o.maps = maps;
+			break;
 		case 'h': fputs(snapshot_usage, stdout); return 0;
 		default:
 			fprintf(stderr, "vmhop snapshot restore: bad option '%s' (see vmhop snapshot --help)\n",

@@ -223,6 +223,25 @@ static int load_all(struct vm *vm, const char *path, struct stream_reader *r,
 	return rc;
 }
 
+/* The checkpoint's disks where this host has them (--disk-map OLD=NEW). */
+static int map_disks(struct vm_config *cfg, const struct snapshot_restore_opts *o, struct err *e)
+{
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		for (unsigned k = 0; k < o->nr_maps; k++) {
+			const char *eq = strchr(o->maps[k], '=');
+			size_t n = eq ? (size_t)(eq - o->maps[k]) : 0;
+			if (!eq || strlen(cfg->disks[i].path) != n || strncmp(cfg->disks[i].path, o->maps[k], n))
+				continue;
+			char *to = strdup(eq + 1);
+			if (!to)
+				return err__set(e, ENOMEM, "out of memory");
+			free(cfg->disks[i].path);
+			cfg->disks[i].path = to;
+			break;
+		}
+	return 0;
+}
+
 int snapshot__restore(const char *path, const struct snapshot_restore_opts *o,
 		      struct vm **out, struct vm_config **cfg_out, struct err *e)
 {
@@ -259,6 +278,8 @@ int snapshot__restore(const char *path, const struct snapshot_restore_opts *o,
 		free(cfg->control_path);
 		cfg->control_path = o && o->control ? strdup(o->control) : NULL;
 	}
+	if (!rc && o)
+		rc = map_disks(cfg, o, e);
 	if (!rc)
 		rc = vm__create_incoming(&vm, cfg, e);
 	/* The configuration section counts as loaded into the new VM too. */

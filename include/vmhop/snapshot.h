@@ -38,9 +38,13 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 void snapshot__track_drop(struct vm *vm);
 
 /* Settings of the restoring process that are not the checkpoint's. */
+#define SNAPSHOT_MAX_MAPS 16
+
 struct snapshot_restore_opts {
 	const char *serial;		/* "stdio", "none", "file:PATH"; NULL keeps stdio */
 	const char *control;		/* control socket path or NULL */
+	const char *const *maps;	/* "OLD=NEW" disk path rewrites */
+	unsigned nr_maps;
 };
 
 /* Builds a VM from a checkpoint file, ready for vm_loop__run. The release

@@ -76,6 +76,21 @@ def test(ctx):
                                 "--disks", "external"])
     t.check(code == 0, f"--disks external checkpoints it ({err.strip()})")
     d.ctl("quit")
+    d.wait_exit()
+
+    # The disk somewhere else on the restoring host.
+    moved = ctx.path("moved.img")
+    os.rename(img, moved)
+    code, out, err = ctx.vmhop(["snapshot", "restore", ctx.path("d.vmhop"), "--serial", "none"])
+    t.check(code == 1 and "d.img" in err, f"without the disk the restore fails naming it: {err.strip()}")
+    r2 = t.Vmhop(ctx, "mapped", ["snapshot", "restore", ctx.path("d.vmhop"), "--disk-map",
+                                 f"{img}={moved}"], serial=True, control=True)
+    ctx.procs.append(r2)
+    r2.wait_line(r"^HB seq=")
+    cfg = r2.ctl("query-config")["return"]
+    t.check([x["path"] for x in cfg["disks"]] == [moved], "--disk-map opens the disk at its new path")
+    r2.ctl("quit")
+    r2.wait_exit()
 
 
 t.main(test)
