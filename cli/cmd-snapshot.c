@@ -16,6 +16,7 @@ static const char snapshot_usage[] =
 	"       vmhop snapshot restore FILE [--control PATH] [--serial MODE] [--disk-map OLD=NEW]...\n"
 	"       vmhop snapshot info FILE [--json]\n"
 	"       vmhop snapshot verify FILE\n"
+	"       vmhop snapshot schedule --control PATH --dir DIR --every DURATION --keep N [...]\n"
 	"\n"
 	"create   pause the VM behind --control, write its state and memory to FILE\n"
 	"         (a new file, written atomically), resume it; prints the pause.\n"
@@ -25,7 +26,9 @@ static const char snapshot_usage[] =
 	"         last checkpoint (restore follows the chain)\n"
 	"restore  start a VM in this process from FILE; exits like `vmhop run`\n"
 	"info     describe FILE (header, sections, memory)\n"
-	"verify   check every record checksum and the SHA-256 trailer of FILE\n";
+	"verify   check every record checksum and the SHA-256 trailer of FILE\n"
+	"schedule a daemon checkpointing the VM into DIR on a timer, pruned to the\n"
+	"         newest N chains (vmhop snapshot schedule --help)\n";
 
 static int create(int argc, char **argv)
 {
@@ -160,6 +163,9 @@ int cmd_snapshot(int argc, char **argv)
 		return restore(argc - 1, argv + 1);
 	if (!strcmp(sub, "info") || !strcmp(sub, "verify"))
 		return cmd_stream_info(argc - 1, argv + 1);
-	fprintf(stderr, "vmhop snapshot: unknown subcommand '%s' (create, restore, info, verify)\n", sub);
+	if (!strcmp(sub, "schedule"))
+		return cmd_snapshot_schedule(argc - 1, argv + 1);
+	fprintf(stderr, "vmhop snapshot: unknown subcommand '%s' (create, restore, info, verify, "
+		"schedule)\n", sub);
 	return 2;
 }

@@ -7,6 +7,7 @@ int cmd_run(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_stream_info(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_snapshot_schedule(int argc, char **argv);
 int cmd_migrate_send(int argc, char **argv);
 int cmd_migrate_recv(int argc, char **argv);
 int cmd_host_profile(int argc, char **argv);

@@ -15,3 +15,4 @@ vmhop_SOURCES += \
 	cli/cmd-host-profile.c \
 	cli/cmd-compat-check.c
 EXTRA_DIST += cli/README.md
+vmhop_SOURCES += cli/cmd-snapshot-schedule.c

@@ -33,8 +33,7 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	if (writable && !disks)
 		return err__set(e, EINVAL, "the VM has writable disks: choose disks=include (store "
 				"them in the checkpoint) or disks=external (you snapshot them yourself)");
-	if (writable && !strcmp(disks, "include"))
-		return err__set(e, ENOTSUP, "disks=include is not supported yet: use disks=external");
+
 	pthread_mutex_lock(&vm->lock);
 	bool migrating = vm->migrating;
 	pthread_mutex_unlock(&vm->lock);
@@ -44,7 +43,8 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	const char *base = NULL;
 	if (control__arg_str(args, "snapshot-create", "base", 4096, &base, e) < 0)
 		return -EINVAL;
-	struct snapshot_create_opts co = { .compress = compress, .live = live, .base = base };
+	struct snapshot_create_opts co = { .compress = compress, .live = live, .base = base,
+					   .include_disks = writable && !strcmp(disks, "include") };
 	r = snapshot__create(vm, path, &co, &st, e);
 	if (r < 0)
 		return r;
@@ -65,7 +65,8 @@ int snapshot__control_create(void *ctx, struct json_object *args, struct json_ob
 	json_object_object_add(o, "uuid", json_object_new_string(id));
 	if (base)
 		json_object_object_add(o, "base", json_object_new_string(base));
-	json_object_object_add(o, "disks", json_object_new_string(writable ? "external" : "none"));
+	json_object_object_add(o, "disks", json_object_new_string(!writable ? "none" :
+				co.include_disks ? "include" : "external"));
 	*result = o;
 	return 0;
 }

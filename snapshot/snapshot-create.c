@@ -48,8 +48,9 @@ static int write_pages(struct stream_writer *w, struct stream_mem_enc *enc,
 
 /* Writes the whole VM (paused) into fd: configuration, chain, state, then
  * all of memory, or only the pages in `dirty` for an incremental one. */
-static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,
-			const uint64_t *dirty, struct snapshot_stats *st, struct err *e)
+static int write_stream(struct vm *vm, int fd, bool compress, bool include_disks,
+			struct snapshot_chain_info *chain, const uint64_t *dirty,
+			struct snapshot_stats *st, struct err *e)
 {
 	struct release_matrix m;
 	struct release_policy pol;
@@ -77,11 +78,15 @@ static int write_stream(struct vm *vm, int fd, bool compress, struct snapshot_ch
 	r = section__save_one(reg, &w, VM_SECTION_CONFIG, e);
 	if (!r)
 		r = snapshot_chain__write(&w, chain, e);
-	if (!r)
-		r = section__save_except(reg, &w, VM_SECTION_CONFIG, e);
+	if (!r && include_disks)
+		r = snapshot_disk__save(&w, vm, e);
+	/* Memory before the device state: a device's post_load may look at
+	 * guest memory (virtio rings), as after a migration. */
 	if (!r && (r = dirty ? write_pages(&w, &enc, &ram, dirty) :
 			       stream__mem_write_range(&w, &enc, &ram, 0, ram.npages)) < 0 && !e->code)
 		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing memory");
+	if (!r)
+		r = section__save_except(reg, &w, VM_SECTION_CONFIG, e);
 	if (!r && (r = stream__finish(&w)) < 0 && !e->code)
 		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing the end");
 	st->pages_zero = enc.stats.pages[STREAM_PAGE_ZERO];
@@ -104,6 +109,9 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	if (o->live && o->base)
 		return err__set(e, EINVAL, "an incremental checkpoint (base) is written paused: "
 				"drop live, or take a full live one");
+	if (o->live && o->include_disks)
+		return err__set(e, EINVAL, "disks=include copies the disks with the vCPUs stopped: "
+				"drop live, or use disks=external");
 	struct snapshot_chain_info chain;
 	int r = snapshot_chain__new(&chain, e);
 	struct snapshot_chain_info prev;
@@ -139,7 +147,7 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		if (!r && o->base && !(dirty = snapshot_track__fetch(vm, e)))
 			r = -e->code;
 		if (!r)
-			r = write_stream(vm, fd, o->compress, &chain, dirty, st, e);
+			r = write_stream(vm, fd, o->compress, o->include_disks, &chain, dirty, st, e);
 	}
 	/* Still paused at the checkpoint's instant: the next incremental one
 	 * counts from here. If this one fails after all, there is no base to

@@ -12,6 +12,8 @@
 
 #define SNAPSHOT_CHAIN_SECTION "snapshot-chain"
 #define SNAPSHOT_CHAIN_MAX 256		/* links a restore follows */
+#define SNAPSHOT_DISK_IMAGE_SECTION "disk-image"
+#define SNAPSHOT_DISK_DATA_SECTION "disk-data"
 
 struct vm;
 
@@ -43,6 +45,21 @@ int snapshot_track__check_base(struct vm *vm, const char *base, struct snapshot_
 			       struct err *e);
 /* Pages written since the last checkpoint (the tracker's bitmap, updated). */
 uint64_t *snapshot_track__fetch(struct vm *vm, struct err *e);
+
+/* disks=include (snapshot-disk.c): the writable disks' data extents, written
+ * with the vCPUs stopped; restore creates the images before the VM opens
+ * them. */
+struct vm_config;
+struct disk_restore;
+int snapshot_disk__save(struct stream_writer *w, struct vm *vm, struct err *e);
+int snapshot_disk__is_disk(const uint8_t *payload, size_t len, uint64_t base);
+struct disk_restore *snapshot_disk__restore_new(struct err *e);
+int snapshot_disk__load(struct disk_restore *dr, const uint8_t *payload, size_t len,
+			uint64_t base, const struct vm_config *cfg, struct err *e);
+/* Puts the images on disk, before the VM opens them. */
+int snapshot_disk__sync(struct disk_restore *dr, struct err *e);
+/* Closes the images: kept (synced) when ok, removed otherwise. */
+int snapshot_disk__restore_end(struct disk_restore *dr, bool ok, struct err *e);
 
 /* The live write into an open file (snapshot-live.c): returns with the VM
  * paused (*paused set, *pause_t0 when it stopped) for the caller to resume. */

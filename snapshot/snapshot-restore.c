@@ -190,16 +190,67 @@ static int load_records(struct loader *l, struct stream_reader *r, struct err *e
 	return section__check_all_loaded(reg, e);
 }
 
-/* After the VM is built from the newest file's configuration: the chain's
- * older memory, then the newest file's state and memory. */
+/* What comes between the configuration and the VM's own state: the chain
+ * section, then (disks=include) the disk images, which are created here,
+ * before the VM opens its disks. The first state section read is left in
+ * `pending`. */
+struct preamble {
+	struct snapshot_chain_info chain;
+	uint8_t *pending;		/* a state section already read, or */
+	uint32_t pending_len;
+	uint64_t pending_base;
+	bool pending_mem;		/* a MEM record whose header was read */
+	struct stream_rec mem_rec;
+	struct disk_restore *disks;
+};
+
+static int read_preamble(struct stream_reader *r, const struct vm_config *cfg, struct preamble *p,
+			 struct err *e)
+{
+	int rc = read_chain(r, &p->chain, &p->pending, &p->pending_len, &p->pending_base, e);
+	if (rc < 0)
+		return rc;
+	if (p->pending)
+		goto check;
+	for (;;) {
+		struct stream_rec rec;
+		rc = stream__next_record(r, &rec);
+		if (rc <= 0)
+			return rc < 0 ? reader_err(r, rc, e) :
+				err__set(e, EINVAL, "the checkpoint ends before the VM's state");
+		if (rec.type == STREAM_REC_MEM) {
+			/* Memory comes next: it is loaded once the VM exists. */
+			p->pending_mem = true;
+			p->mem_rec = rec;
+			return 0;
+		}
+		if (rec.type != STREAM_REC_SECTION)
+			return err__set(e, EINVAL, "offset %llu: a %s record where the VM's state begins",
+					(unsigned long long)rec.off, stream__rec_name(rec.type));
+		p->pending_base = stream__tell(r);
+		p->pending_len = rec.len;
+		if ((rc = stream__read_payload(r, STREAM_SECTION_MAX, &p->pending)) < 0)
+			return reader_err(r, rc, e);
+check:
+		if (!snapshot_disk__is_disk(p->pending, p->pending_len, p->pending_base))
+			return 0;
+		if (!p->disks && !(p->disks = snapshot_disk__restore_new(e)))
+			return -ENOMEM;
+		rc = snapshot_disk__load(p->disks, p->pending, p->pending_len, p->pending_base, cfg, e);
+		free(p->pending);
+		p->pending = NULL;
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* After the VM is built from the newest file's configuration: the first
+ * state section, the chain's older memory, then the newest file's state
+ * and memory. */
 static int load_all(struct vm *vm, const char *path, struct stream_reader *r,
-		    const struct release_policy *pol, struct err *e)
+		    struct preamble *pre, const struct release_policy *pol, struct err *e)
 {
 	struct loader l = { .vm = vm };
-	struct snapshot_chain_info c;
-	uint8_t *pending = NULL;
-	uint32_t pl = 0;
-	uint64_t pb = 0;
 	char *copy = strdup(path);
 	if (!copy)
 		return err__set(e, ENOMEM, "out of memory");
@@ -208,17 +259,17 @@ static int load_all(struct vm *vm, const char *path, struct stream_reader *r,
 					 .npages = vm->mem.nr_pages, .fresh = true };
 	int rc = stream__mem_dec_init(&l.dec, e);
 	bool dec = !rc;
-	if (!rc)
-		rc = read_chain(r, &c, &pending, &pl, &pb, e);
-	if (!rc && pending)
-		rc = section__decode(vm_sections__registry(vm), pending, pl, pb, e);
-	else if (!rc && !snapshot_chain__is_full(&c))
-		rc = load_base(&l, &c, 1, pol, e);
+	if (!rc && !snapshot_chain__is_full(&pre->chain))
+		rc = load_base(&l, &pre->chain, 1, pol, e);
+	if (!rc && pre->pending)
+		rc = section__decode(vm_sections__registry(vm), pre->pending, pre->pending_len,
+				     pre->pending_base, e);
+	if (!rc && pre->pending_mem && (rc = stream__mem_read(r, &pre->mem_rec, &l.dec, &l.dst)) < 0)
+		rc = reader_err(r, rc, e);
 	if (!rc)
 		rc = load_records(&l, r, e);
 	if (dec)
 		stream__mem_dec_free(&l.dec);
-	free(pending);
 	free(copy);
 	return rc;
 }
@@ -280,13 +331,25 @@ int snapshot__restore(const char *path, const struct snapshot_restore_opts *o,
 	}
 	if (!rc && o)
 		rc = map_disks(cfg, o, e);
+	struct preamble pre = { 0 };
+	if (!rc)
+		rc = read_preamble(&r, cfg, &pre, e);
+	/* The disk images are complete before the VM opens them; they are
+	 * removed again if the restore fails after all. */
+	if (!rc && pre.disks)
+		rc = snapshot_disk__sync(pre.disks, e);
 	if (!rc)
 		rc = vm__create_incoming(&vm, cfg, e);
 	/* The configuration section counts as loaded into the new VM too. */
 	if (!rc)
 		rc = section__decode(vm_sections__registry(vm), payload, plen, base, e);
 	if (!rc)
-		rc = load_all(vm, path, &r, &pol, e);
+		rc = load_all(vm, path, &r, &pre, &pol, e);
+	if (pre.disks) {
+		struct err ignore = { 0 };
+		snapshot_disk__restore_end(pre.disks, rc == 0, &ignore);
+	}
+	free(pre.pending);
 	free(payload);
 	stream__reader_free(&r);
 	close(fd);

@@ -30,6 +30,7 @@ struct snapshot_create_opts {
 	bool compress;
 	bool live;
 	const char *base;	/* incremental since this checkpoint (the VM's last) */
+	bool include_disks;	/* the writable disks' contents too */
 };
 int snapshot__create(struct vm *vm, const char *path, const struct snapshot_create_opts *o,
 		     struct snapshot_stats *st, struct err *e);

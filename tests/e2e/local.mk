@@ -6,7 +6,9 @@ E2E_TESTS = \
 	tests/e2e/test-bad-input.py \
 	tests/e2e/test-snapshot.py \
 	tests/e2e/test-snapshot-live.py \
+	tests/e2e/test-snapshot-schedule.py \
 	tests/e2e/test-snapshot-chain.py \
+	tests/e2e/test-snapshot-disks.py \
 	tests/e2e/test-migrate.py \
 	tests/e2e/test-migrate-converge.py \
 	tests/e2e/test-migrate-faults.py \

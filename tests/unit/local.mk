@@ -5,3 +5,4 @@ include tests/unit/control.mk
 include tests/unit/migrate.mk
 include tests/unit/harness.mk
 include tests/unit/compat.mk
+include tests/unit/schedule.mk

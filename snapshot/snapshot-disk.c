@@ -1,0 +1,251 @@
+/* disks=include: the writable disks' contents in the checkpoint, so the
+ * checkpoint is consistent with them (written while the vCPUs are stopped,
+ * right after the chain section). Only the image's data extents are stored
+ * (SEEK_DATA / SEEK_HOLE), in disk-data sections of up to 1 MiB, after one
+ * disk-image section per disk giving its id and size. Restore creates each
+ * image at its (mapped) path before the VM opens it, and never writes over
+ * an existing file. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "snapshot/snapshot-internal.h"
+#include "vmhop/disk.h"
+#include "vmhop/util.h"
+#include "vmhop/virtio-blk.h"
+#include "vmhop/vm-config.h"
+#include "vmhop/vm.h"
+
+#define CHUNK (1u << 20)
+
+struct disk_image_sec {
+	uint32_t index;
+	uint64_t size;
+	uint8_t id[DISK_ID_MAX];
+};
+
+struct disk_data_sec {
+	uint32_t index;
+	uint64_t offset;
+	uint32_t len;
+	const uint8_t *data;		/* save: the bytes; load: into `sink` */
+	struct disk_restore *sink;
+};
+
+/* Restore side: the images being created, by disk index. */
+struct disk_restore {
+	int fd[VM_MAX_DISKS];
+	char path[VM_MAX_DISKS][4096];
+	uint64_t size[VM_MAX_DISKS];
+	struct err *e;
+};
+
+static const struct section_field image_fields[] = {
+	SECTION_U32(struct disk_image_sec, index, 1),
+	SECTION_U64(struct disk_image_sec, size, 1),
+	SECTION_BYTES(struct disk_image_sec, id, 1),
+	SECTION_FIELDS_END
+};
+
+static const struct section_field data_fields[] = {
+	SECTION_U32(struct disk_data_sec, index, 1),
+	SECTION_U64(struct disk_data_sec, offset, 1),
+	SECTION_U32(struct disk_data_sec, len, 1),
+	SECTION_FIELDS_END
+};
+
+static int data_save(void *opaque, struct stream_buf *b, struct err *e)
+{
+	struct disk_data_sec *d = opaque;
+	(void)e;
+	stream_buf__put(b, d->data, d->len);
+	return 0;
+}
+
+static int data_load(void *opaque, struct stream_cur *c, uint32_t version, struct err *e)
+{
+	struct disk_data_sec *d = opaque;
+	struct disk_restore *dr = d->sink;
+	(void)version;
+	if (d->index >= VM_MAX_DISKS || dr->fd[d->index] < 0)
+		return err__set(e, EINVAL, "disk data for disk %u, which the checkpoint did not announce",
+				d->index);
+	if (d->len != stream_cur__left(c) || d->offset > dr->size[d->index] ||
+	    d->len > dr->size[d->index] - d->offset)
+		return err__set(e, EINVAL, "disk %u: %u bytes at %llu do not fit the %llu-byte image",
+				d->index, d->len, (unsigned long long)d->offset,
+				(unsigned long long)dr->size[d->index]);
+	const uint8_t *p = stream_cur__take(c, d->len);
+	if (!p || util__pwrite_all(dr->fd[d->index], p, d->len, (off_t)d->offset) < 0)
+		return err__setsys(e, p ? errno : EINVAL, "writing %s", dr->path[d->index]);
+	return 0;
+}
+
+static const struct section_desc image_desc = {
+	.name = SNAPSHOT_DISK_IMAGE_SECTION, .version = 1, .min_version = 1, .fields = image_fields,
+};
+
+static const struct section_desc data_desc = {
+	.name = SNAPSHOT_DISK_DATA_SECTION, .version = 1, .min_version = 1, .fields = data_fields,
+	.save = data_save, .load = data_load,
+};
+
+static int save_sec(struct stream_writer *w, const struct section_desc *desc, void *st,
+		    struct err *e)
+{
+	struct section_registry reg;
+	section__registry_init(&reg);
+	int rc = section__register(&reg, desc, 0, st, e);
+	if (!rc)
+		rc = section__save_one(&reg, w, desc->name, e);
+	section__registry_free(&reg);
+	return rc;
+}
+
+/* One disk's data extents, read through the VM's own disk (O_DIRECT with
+ * its bounce rules), chunk by chunk. */
+static int save_disk(struct stream_writer *w, struct disk *dk, uint32_t index, uint8_t *buf,
+		     struct err *e)
+{
+	struct disk_image_sec im = { .index = index, .size = dk->size };
+	memcpy(im.id, dk->id, sizeof(im.id) < sizeof(dk->id) ? sizeof(im.id) : sizeof(dk->id));
+	int rc = save_sec(w, &image_desc, &im, e);
+	off_t off = 0, size = (off_t)dk->size;
+	while (!rc && off < size) {
+		off_t data = lseek(dk->fd, off, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;
+		off_t hole = data < 0 ? -1 : lseek(dk->fd, data, SEEK_HOLE);
+		if (data < 0 || hole < 0)
+			return err__setsys(e, errno, "disk %s: finding its data", dk->id);
+		/* Whole 4 KiB blocks, so O_DIRECT accepts every transfer. */
+		uint64_t a = (uint64_t)data & ~4095ULL, end = ALIGN_UP((uint64_t)hole, 4096);
+		if (end > dk->size)
+			end = dk->size;
+		for (; !rc && a < end; a += CHUNK) {
+			uint32_t n = (uint32_t)MIN((uint64_t)CHUNK, end - a);
+			struct iovec iov = { buf, n };
+			if (disk__readv(dk, &iov, 1, a) < 0)
+				return err__setsys(e, errno, "disk %s: reading it", dk->id);
+			struct disk_data_sec d = { .index = index, .offset = a, .len = n, .data = buf };
+			rc = save_sec(w, &data_desc, &d, e);
+		}
+		off = (off_t)end;
+	}
+	return rc;
+}
+
+int snapshot_disk__save(struct stream_writer *w, struct vm *vm, struct err *e)
+{
+	uint8_t *buf = NULL;
+	if (posix_memalign((void **)&buf, 4096, CHUNK))
+		return err__set(e, ENOMEM, "out of memory");
+	int rc = 0;
+	for (unsigned i = 0; !rc && i < vm->nr_blk; i++)
+		if (!vm->cfg->disks[i].readonly)
+			rc = save_disk(w, vm->blk[i]->disk, i, buf, e);
+	free(buf);
+	return rc;
+}
+
+int snapshot_disk__is_disk(const uint8_t *payload, size_t len, uint64_t base)
+{
+	struct section_info info;
+	struct err ignore = { 0 };
+	return section__parse_info(payload, len, base, &info, &ignore) == 0 &&
+	       (!strcmp(info.name, SNAPSHOT_DISK_IMAGE_SECTION) ||
+		!strcmp(info.name, SNAPSHOT_DISK_DATA_SECTION));
+}
+
+struct disk_restore *snapshot_disk__restore_new(struct err *e)
+{
+	struct disk_restore *dr = calloc(1, sizeof(*dr));
+	if (!dr) {
+		err__set(e, ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		dr->fd[i] = -1;
+	return dr;
+}
+
+/* A disk-image section: creates the image at the disk's (mapped) path,
+ * never over an existing file. */
+static int start_image(struct disk_restore *dr, const struct disk_image_sec *im,
+		       const struct vm_config *cfg, struct err *e)
+{
+	if (im->index >= cfg->nr_disks || dr->fd[im->index] >= 0)
+		return err__set(e, EINVAL, "the checkpoint holds disk %u twice or for a disk the VM "
+				"does not have", im->index);
+	const char *path = cfg->disks[im->index].path;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST)
+		return err__set(e, EEXIST, "disk %s: %s exists; the checkpoint holds this disk's "
+				"contents and restore never writes over a file: remove it, or restore "
+				"to another path with --disk-map", cfg->disks[im->index].id, path);
+	if (fd < 0)
+		return err__setsys(e, errno, "disk %s: creating %s", cfg->disks[im->index].id, path);
+	if (ftruncate(fd, (off_t)im->size) < 0) {
+		int r = err__setsys(e, errno, "disk %s: sizing %s", cfg->disks[im->index].id, path);
+		close(fd);
+		unlink(path);
+		return r;
+	}
+	dr->fd[im->index] = fd;
+	dr->size[im->index] = im->size;
+	snprintf(dr->path[im->index], sizeof(dr->path[im->index]), "%s", path);
+	return 0;
+}
+
+int snapshot_disk__load(struct disk_restore *dr, const uint8_t *payload, size_t len,
+			uint64_t base, const struct vm_config *cfg, struct err *e)
+{
+	struct section_info info;
+	int rc = section__parse_info(payload, len, base, &info, e);
+	if (rc < 0)
+		return rc;
+	struct section_registry reg;
+	section__registry_init(&reg);
+	struct disk_image_sec im = { 0 };
+	struct disk_data_sec d = { .sink = dr };
+	bool image = !strcmp(info.name, SNAPSHOT_DISK_IMAGE_SECTION);
+	rc = image ? section__register(&reg, &image_desc, 0, &im, e) :
+		     section__register(&reg, &data_desc, 0, &d, e);
+	if (!rc)
+		rc = section__decode(&reg, payload, len, base, e);
+	section__registry_free(&reg);
+	if (!rc && image)
+		rc = start_image(dr, &im, cfg, e);
+	return rc;
+}
+
+int snapshot_disk__sync(struct disk_restore *dr, struct err *e)
+{
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		if (dr->fd[i] >= 0 && fsync(dr->fd[i]) < 0)
+			return err__setsys(e, errno, "writing %s", dr->path[i]);
+	return 0;
+}
+
+int snapshot_disk__restore_end(struct disk_restore *dr, bool ok, struct err *e)
+{
+	int rc = 0;
+	if (!dr)
+		return 0;
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
+		if (dr->fd[i] < 0)
+			continue;
+		if (ok && !rc && fsync(dr->fd[i]) < 0)
+			rc = err__setsys(e, errno, "writing %s", dr->path[i]);
+		close(dr->fd[i]);
+		/* A failed restore leaves no half-written image behind. */
+		if (!ok || rc)
+			unlink(dr->path[i]);
+	}
+	free(dr);
+	return rc;
+}
