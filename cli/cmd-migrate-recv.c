@@ -20,14 +20,22 @@
 #define FAULT_ENV "VMHOP_MIGRATE_FAULT"
 
 static const char recv_usage[] =
-	"usage: vmhop migrate-recv --listen tcp:ADDR:PORT [OPTIONS]\n"
+	"usage: vmhop migrate-recv --listen URI [OPTIONS]\n"
 	"\n"
 	"Wait for one incoming live migration, then run the guest it brings (the VM's\n"
 	"memory size, vCPUs, CPU model, devices and disks come from the stream).\n"
 	"Exits like `vmhop run` once that guest shuts down.\n"
 	"\n"
-	"  --listen tcp:ADDR:PORT  where to accept the source (port 0: any free port;\n"
-	"                          the address chosen is printed on stderr)\n"
+	"  --listen URI            where to accept the source: tcp:ADDR:PORT,\n"
+	"                          tls:ADDR:PORT (TLS 1.3, mutual certificates) or\n"
+	"                          unix:PATH (port 0: any free port; the address\n"
+	"                          chosen is printed on stderr)\n"
+	"  --tls-ca FILE           tls: the CA that signed the sources' certificates\n"
+	"  --tls-cert FILE         tls: this side's certificate (PEM)\n"
+	"  --tls-key FILE          tls: its key (PEM, not readable by group or others)\n"
+	"  --tls-allow NAME        tls: accept only a source whose certificate subject\n"
+	"                          is NAME (its CN, or the whole subject as RFC 2253);\n"
+	"                          repeatable; default: any the CA signed\n"
 	"  --control PATH          control socket of the received VM (vmhop-ctl(1))\n"
 	"  --serial MODE           stdio (default), file:PATH or none\n"
 	"  --disk-map OLD=NEW      open the source's disk OLD as NEW here; repeatable\n"
@@ -41,7 +49,7 @@ static const char recv_usage[] =
 	"options.\n";
 
 enum { OPT_LISTEN = 256, OPT_CONTROL, OPT_SERIAL, OPT_DISK_MAP, OPT_ACCEPT_TIMEOUT,
-       OPT_IO_TIMEOUT };
+       OPT_IO_TIMEOUT, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ALLOW };
 
 static const struct option recv_options[] = {
 	{ "listen", required_argument, NULL, OPT_LISTEN },
@@ -50,6 +58,10 @@ static const struct option recv_options[] = {
 	{ "disk-map", required_argument, NULL, OPT_DISK_MAP },
 	{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
+	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-allow", required_argument, NULL, OPT_TLS_ALLOW },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -61,6 +73,8 @@ struct recv_args {
 	struct migrate_recv_opts o;
 	const char *from[MAX_MAPS], *to[MAX_MAPS];
 	char *maps[MAX_MAPS];
+	struct channel_tls_opts tls;
+	bool any_tls;
 };
 
 static int parse_map(struct recv_args *a, const char *spec)
@@ -99,6 +113,22 @@ static int parse(int argc, char **argv, struct recv_args *a)
 		case OPT_CONTROL: a->o.control = optarg; break;
 		case OPT_SERIAL: a->o.serial = optarg; break;
 		case OPT_DISK_MAP: r = parse_map(a, optarg); break;
+		case OPT_TLS_CA: a->tls.ca = optarg; a->any_tls = true; break;
+		case OPT_TLS_CERT: a->tls.cert = optarg; a->any_tls = true; break;
+		case OPT_TLS_KEY: a->tls.key = optarg; a->any_tls = true; break;
+		case OPT_TLS_ALLOW:
+			if (!*optarg) {
+				fprintf(stderr, WHO ": --tls-allow needs a subject name\n");
+				return 2;
+			}
+			if (a->tls.nr_allow == CHANNEL_TLS_ALLOW_MAX) {
+				fprintf(stderr, WHO ": at most %d --tls-allow options\n",
+					CHANNEL_TLS_ALLOW_MAX);
+				return 2;
+			}
+			a->tls.allow[a->tls.nr_allow++] = optarg;
+			a->any_tls = true;
+			break;
 		case OPT_ACCEPT_TIMEOUT:
 		case OPT_IO_TIMEOUT:
 			if (util__parse_uint(optarg, c == OPT_IO_TIMEOUT ? 1 : 0,
@@ -131,7 +161,7 @@ static int parse(int argc, char **argv, struct recv_args *a)
 		return 2;
 	}
 	if (!a->listen) {
-		fprintf(stderr, WHO ": --listen tcp:ADDR:PORT is required\n");
+		fprintf(stderr, WHO ": --listen URI is required\n");
 		return 2;
 	}
 	struct err e = { 0 };
@@ -140,6 +170,26 @@ static int parse(int argc, char **argv, struct recv_args *a)
 		fprintf(stderr, WHO ": --listen: %s\n", e.msg);
 		return 2;
 	}
+	if (addr.kind == CHANNEL_TLS && (!a->tls.ca || !a->tls.cert || !a->tls.key)) {
+		char missing[64] = "";
+		const char *what[] = { a->tls.ca ? NULL : "--tls-ca FILE",
+				       a->tls.cert ? NULL : "--tls-cert FILE",
+				       a->tls.key ? NULL : "--tls-key FILE" };
+		for (int i = 0; i < 3; i++)
+			if (what[i]) {
+				strcat(missing, missing[0] ? ", " : "");
+				strcat(missing, what[i]);
+			}
+		fprintf(stderr, WHO ": --listen %s needs --tls-ca, --tls-cert and --tls-key "
+			"(missing: %s)\n", a->listen, missing);
+		return 2;
+	}
+	if (addr.kind != CHANNEL_TLS && a->any_tls) {
+		fprintf(stderr, WHO ": --tls-ca, --tls-cert, --tls-key and --tls-allow go with "
+			"--listen tls:ADDR:PORT only\n");
+		return 2;
+	}
+	a->tls.handshake_timeout_ms = (int)a->o.io_timeout_ms;
 	struct vm_config probe;
 	vm_config__init(&probe);
 	if (a->o.serial && vm_config__set_serial(&probe, a->o.serial, &e) < 0) {
@@ -179,7 +229,7 @@ int cmd_migrate_recv(int argc, char **argv)
 	struct err e = { 0 };
 	struct channel_listener l = { .fd = -1 };
 	struct migrate_incoming in = { .ch = { .fd = -1 } };
-	if (!rc && channel__listen(a.listen, &l, &e) < 0) {
+	if (!rc && channel__listen_tls(a.listen, &a.tls, &l, &e) < 0) {
 		fprintf(stderr, WHO ": %s\n", e.msg);
 		rc = 1;
 	}

@@ -25,14 +25,20 @@
 #define FAULT_ENV "VMHOP_MIGRATE_FAULT"
 
 static const char send_usage[] =
-	"usage: vmhop migrate-send --control PATH --to tcp:ADDR:PORT [OPTIONS]\n"
+	"usage: vmhop migrate-send --control PATH --to URI [OPTIONS]\n"
 	"\n"
 	"Live-migrate the VM behind control socket PATH to a `vmhop migrate-recv`\n"
-	"listening at ADDR:PORT, showing progress until it ends. On failure before the\n"
+	"listening at URI, showing progress until it ends. On failure before the\n"
 	"commit the guest keeps running here.\n"
 	"\n"
 	"  --control PATH          the running VM's control socket\n"
-	"  --to tcp:ADDR:PORT      the destination\n"
+	"  --to URI                the destination: tcp:ADDR:PORT, tls:ADDR:PORT (TLS 1.3,\n"
+	"                          mutual certificates) or unix:PATH\n"
+	"  --tls-ca FILE           tls: the CA that signed the destination's certificate\n"
+	"  --tls-cert FILE         tls: this side's certificate (PEM)\n"
+	"  --tls-key FILE          tls: its key (PEM, not readable by group or others)\n"
+	"  --tls-name NAME         tls: the name the destination's certificate must carry\n"
+	"                          (default: ADDR of --to)\n"
 	"  --max-downtime MS       pause budget for the final copy (default 300)\n"
 	"  --max-bandwidth RATE    bytes per second, K/M/G suffixes (default unlimited)\n"
 	"  --compress none|zstd    compress pages (default none)\n"
@@ -51,7 +57,8 @@ static const char send_usage[] =
 	"vmhop-migrate-send(1)); 2 for bad options or an unreachable VM.\n";
 
 enum { OPT_CONTROL = 256, OPT_TO, OPT_DOWNTIME, OPT_BANDWIDTH, OPT_COMPRESS, OPT_AUTO_CONVERGE,
-       OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON, OPT_UNSAFE };
+       OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON, OPT_UNSAFE, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY,
+       OPT_TLS_NAME };
 
 static const struct option send_options[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
@@ -64,6 +71,10 @@ static const struct option send_options[] = {
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "unsafe", no_argument, NULL, OPT_UNSAFE },
+	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -79,6 +90,52 @@ static int bad(const char *opt, const char *val, const char *want)
 {
 	fprintf(stderr, WHO ": %s %s: expected %s\n", opt, val, want);
 	return 2;
+}
+
+/* A TLS file as an absolute path: the VMM process opens it, from its own
+ * working directory. */
+static int tls_file(struct send_opts *o, const char *opt, const char *key, const char *path)
+{
+	char *abs = realpath(path, NULL);
+	if (!abs) {
+		fprintf(stderr, WHO ": %s %s: %s\n", opt, path, strerror(errno));
+		return 2;
+	}
+	json_object_object_add(o->args, key, json_object_new_string(abs));
+	free(abs);
+	return 0;
+}
+
+/* tls: needs the three files; the TLS options go with tls: only. */
+static int tls_usage(struct send_opts *o)
+{
+	static const char *const keys[] = { "tls_ca", "tls_cert", "tls_key", "tls_name" };
+	static const char *const opts[] = { "--tls-ca FILE", "--tls-cert FILE", "--tls-key FILE",
+					    "--tls-name" };
+	struct json_object *u;
+	json_object_object_get_ex(o->args, "uri", &u);
+	bool tls = !strncmp(json_object_get_string(u), "tls:", 4);
+	char missing[80] = "";
+	bool any = false;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		bool has = json_object_object_get_ex(o->args, keys[i], NULL);
+		any |= has;
+		if (!has && i < 3) {
+			strcat(missing, missing[0] ? ", " : "");
+			strcat(missing, opts[i]);
+		}
+	}
+	if (tls && missing[0]) {
+		fprintf(stderr, WHO ": --to %s needs --tls-ca, --tls-cert and --tls-key (missing: "
+			"%s)\n", json_object_get_string(u), missing);
+		return -1;
+	}
+	if (!tls && any) {
+		fprintf(stderr, WHO ": --tls-ca, --tls-cert, --tls-key and --tls-name go with "
+			"--to tls:ADDR:PORT only\n");
+		return -1;
+	}
+	return 0;
 }
 
 static int parse(int argc, char **argv, struct send_opts *o)
@@ -127,6 +184,20 @@ static int parse(int argc, char **argv, struct send_opts *o)
 			json_object_object_add(o->args, c == OPT_TIMEOUT ? "timeout" : "io_timeout",
 					       json_object_new_int64((int64_t)n));
 			break;
+		case OPT_TLS_CA:
+		case OPT_TLS_CERT:
+		case OPT_TLS_KEY: {
+			const char *key = c == OPT_TLS_CA ? "tls_ca" : c == OPT_TLS_CERT ? "tls_cert" : "tls_key";
+			int r = tls_file(o, opt, key, optarg);
+			if (r)
+				return r;
+			break;
+		}
+		case OPT_TLS_NAME:
+			if (!*optarg || strlen(optarg) > 255)
+				return bad("--tls-name", optarg, "a DNS name or an IP address");
+			json_object_object_add(o->args, "tls_name", json_object_new_string(optarg));
+			break;
 		case OPT_JSON: o->json = true; break;
 		case OPT_UNSAFE:
 			json_object_object_add(o->args, "unsafe", json_object_new_boolean(1));
@@ -146,9 +217,11 @@ static int parse(int argc, char **argv, struct send_opts *o)
 		return 2;
 	}
 	if (!o->control || !json_object_object_get_ex(o->args, "uri", NULL)) {
-		fprintf(stderr, WHO ": --control PATH and --to tcp:ADDR:PORT are required\n");
+		fprintf(stderr, WHO ": --control PATH and --to URI are required\n");
 		return 2;
 	}
+	if (tls_usage(o) < 0)
+		return 2;
 	const char *fault = getenv(FAULT_ENV);
 	if (fault && *fault)
 		json_object_object_add(o->args, "fault", json_object_new_string(fault));

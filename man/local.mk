@@ -4,3 +4,4 @@ dist_man_MANS += man/vmhop-ctl.1
 dist_man_MANS += man/vmhop-migrate-send.1 man/vmhop-migrate-recv.1
 dist_man_MANS += man/vmhop-stream.5
 dist_man_MANS += man/vmhop-compat-check.1 man/vmhop-host-profile.1 man/vmhop-compat-matrix.5
+dist_man_MANS += man/vmhop-transports.7

@@ -70,6 +70,41 @@ struct json_object *migrate__stats_json(const struct migrate_stats *st,
 	return o;
 }
 
+/* tls_ca, tls_cert, tls_key (all three for a tls: uri, none otherwise) and
+ * tls_name. */
+static int tls_params(struct migrate_params *p, struct json_object *args, bool tls,
+		      struct err *e)
+{
+	static const char *const names[] = { "tls_ca", "tls_cert", "tls_key", "tls_name" };
+	char *const dst[] = { p->tls_ca, p->tls_cert, p->tls_key, p->tls_name };
+	const size_t size[] = { sizeof(p->tls_ca), sizeof(p->tls_cert), sizeof(p->tls_key),
+				sizeof(p->tls_name) };
+	char missing[64] = "";
+	bool any = false;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		const char *v = NULL;
+		int r = control__arg_str(args, "migrate", names[i], size[i] - 1, &v, e);
+		if (r < 0)
+			return r;
+		if (r > 0 && !*v)
+			return err__set(e, EINVAL, "migrate: '%s' is empty", names[i]);
+		if (r > 0)
+			snprintf(dst[i], size[i], "%s", v);
+		any |= r > 0;
+		if (!r && i < 3) {
+			strcat(missing, missing[0] ? ", " : "");
+			strcat(missing, names[i]);
+		}
+	}
+	if (tls && missing[0])
+		return err__set(e, EINVAL, "migrate: a tls: uri needs tls_ca, tls_cert and tls_key "
+				"(missing: %s)", missing);
+	if (!tls && any)
+		return err__set(e, EINVAL, "migrate: tls_ca, tls_cert, tls_key and tls_name go "
+				"with a tls: uri only");
+	return 0;
+}
+
 int migrate__params_from_json(struct migrate_params *p, struct json_object *args,
 			      struct err *e)
 {
@@ -80,7 +115,8 @@ int migrate__params_from_json(struct migrate_params *p, struct json_object *args
 	uint64_t timeout_s = 0, io_timeout_s = 0;
 	int r = control__arg_str(args, "migrate", "uri", sizeof(p->uri) - 1, &uri, e);
 	if (r == 0)
-		return err__set(e, EINVAL, "migrate: 'uri' (tcp:HOST:PORT) is required");
+		return err__set(e, EINVAL, "migrate: 'uri' (tcp:HOST:PORT, tls:HOST:PORT or "
+				"unix:PATH) is required");
 	struct channel_addr a;
 	if (r > 0)
 		r = channel__parse_uri(uri, false, &a, e);
@@ -103,6 +139,8 @@ int migrate__params_from_json(struct migrate_params *p, struct json_object *args
 		r = control__arg_bool(args, "migrate", "unsafe", &p->unsafe, e);
 	if (r >= 0)
 		r = control__arg_bool(args, "migrate", "check_only", &p->check_only, e);
+	if (r >= 0)
+		r = tls_params(p, args, a.kind == CHANNEL_TLS, e);
 	if (r < 0)
 		return r;
 	if (compress && strcmp(compress, "none") && strcmp(compress, "zstd"))

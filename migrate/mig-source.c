@@ -312,7 +312,13 @@ static int preflight(struct engine *g, const struct host_profile *src, struct js
 static int handshake(struct engine *g)
 {
 	struct migration *m = g->m;
-	int rc = channel__connect(m->p.uri, (int)m->p.io_timeout_ms, &m->ch, &g->e);
+	struct channel_tls_opts tls = {
+		.ca = m->p.tls_ca[0] ? m->p.tls_ca : NULL,
+		.cert = m->p.tls_cert[0] ? m->p.tls_cert : NULL,
+		.key = m->p.tls_key[0] ? m->p.tls_key : NULL,
+		.name = m->p.tls_name[0] ? m->p.tls_name : NULL,
+	};
+	int rc = channel__connect_tls(m->p.uri, (int)m->p.io_timeout_ms, &tls, &m->ch, &g->e);
 	if (rc < 0)
 		return rc;
 	channel__set_timeout(&m->ch, (int)m->p.io_timeout_ms);

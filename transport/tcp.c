@@ -1,6 +1,8 @@
 /* TCP channels: listen, accept, connect with a deadline, and the socket
  * options a migration wants (no Nagle delay for the small commit messages,
- * keepalive so a vanished peer is noticed). */
+ * keepalive so a vanished peer is noticed). The plain socket transfers here
+ * serve unix: channels too (transport/unix.c), and TLS rides on the same
+ * connect and listen (transport/tls.c). */
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -11,18 +13,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vmhop/channel.h"
+#include "transport/transport.h"
 #include "vmhop/util.h"
 
-static void name_of(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+void channel__sockname(const struct sockaddr *sa, socklen_t len, const char *scheme,
+		       char *buf, size_t size)
 {
 	char host[NI_MAXHOST], port[NI_MAXSERV];
 	if (getnameinfo(sa, len, host, sizeof(host), port, sizeof(port),
 			NI_NUMERICHOST | NI_NUMERICSERV)) {
-		snprintf(buf, size, "tcp:?");
+		snprintf(buf, size, "%s:?", scheme);
 		return;
 	}
-	snprintf(buf, size, strchr(host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", host, port);
+	snprintf(buf, size, strchr(host, ':') ? "%s:[%s]:%s" : "%s:%s:%s", scheme, host, port);
 }
 
 static int resolve(const struct channel_addr *a, bool passive, struct addrinfo **res,
@@ -32,12 +35,12 @@ static int resolve(const struct channel_addr *a, bool passive, struct addrinfo *
 				  .ai_flags = passive ? AI_PASSIVE : 0 };
 	int r = getaddrinfo(a->host, a->port, &hints, res);
 	if (r)
-		return err__set(e, EHOSTUNREACH, "tcp:%s:%s: %s", a->host, a->port,
-				r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+		return err__set(e, EHOSTUNREACH, "%s:%s:%s: %s", a->kind == CHANNEL_TLS ? "tls" : "tcp",
+				a->host, a->port, r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
 	return 0;
 }
 
-static void tune(int fd)
+void channel__tcp_tune(int fd)
 {
 	int one = 1;
 	/* Best effort: a socket without these still works. */
@@ -45,13 +48,13 @@ static void tune(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
-int channel__listen(const char *uri, struct channel_listener *l, struct err *e)
+int channel__tcp_listen_fd(const char *uri, const struct channel_addr *a, const char *scheme,
+			   struct channel_listener *l, struct err *e)
 {
-	struct channel_addr a;
 	struct addrinfo *res;
 	l->fd = -1;
-	int r = channel__parse_uri(uri, true, &a, e);
-	if (r < 0 || (r = resolve(&a, true, &res, e)) < 0)
+	int r = resolve(a, true, &res, e);
+	if (r < 0)
 		return r;
 	int saved = 0;
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -74,64 +77,39 @@ int channel__listen(const char *uri, struct channel_listener *l, struct err *e)
 	freeaddrinfo(res);
 	if (l->fd < 0)
 		return err__setsys(e, saved ? saved : EADDRNOTAVAIL, "cannot listen on %s", uri);
-	l->kind = CHANNEL_TCP;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0) {
 		r = err__setsys(e, errno, "listening on %s", uri);
-		channel__listener_close(l);
+		channel__fd_listener_close(l);
 		return r;
 	}
-	name_of((struct sockaddr *)&ss, len, l->local, sizeof(l->local));
+	channel__sockname((struct sockaddr *)&ss, len, scheme, l->local, sizeof(l->local));
 	return 0;
 }
 
-int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *c,
-		    struct err *e)
+static int tcp_listen(const char *uri, const struct channel_addr *a,
+		      const struct channel_tls_opts *tls, struct channel_listener *l, struct err *e)
 {
-	uint64_t deadline = timeout_ms > 0 ? util__now_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd;
-	/* The listener is non-blocking: a client that resets between poll and
-	 * accept sends us back to waiting rather than blocking in accept. */
-	for (;;) {
-		int ms = -1;
-		if (deadline) {
-			uint64_t now = util__now_ns();
-			if (now >= deadline)
-				return err__set(e, ETIMEDOUT, "no connection on %s within %d ms",
-						l->local, timeout_ms);
-			ms = (int)((deadline - now + 999999) / 1000000);
-		}
-		struct pollfd p = { .fd = l->fd, .events = POLLIN };
-		int r = poll(&p, 1, ms);
-		if (r < 0 && errno != EINTR)
-			return err__setsys(e, errno, "waiting for a connection on %s", l->local);
-		if (r <= 0)
-			continue;
-		len = sizeof(ss);
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-		if (fd >= 0)
-			break;
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			return err__setsys(e, errno, "accepting on %s", l->local);
-	}
+	(void)tls;
+	return channel__tcp_listen_fd(uri, a, "tcp", l, e);
+}
+
+static int tcp_accepted(struct channel_listener *l, int fd, struct channel *c, struct err *e)
+{
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		int r = err__setsys(e, errno, "accepting on %s", l->local);
 		close(fd);
 		return r;
 	}
-	tune(fd);
-	c->kind = CHANNEL_TCP;
+	if (l->kind != CHANNEL_UNIX)
+		channel__tcp_tune(fd);
 	c->fd = fd;
-	c->timeout_ms = 0;
-	name_of((struct sockaddr *)&ss, len, c->peer, sizeof(c->peer));
 	return 0;
 }
 
-void channel__listener_close(struct channel_listener *l)
+void channel__fd_listener_close(struct channel_listener *l)
 {
 	if (l->fd >= 0)
 		close(l->fd);
@@ -174,23 +152,71 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out)
 	return 0;
 }
 
-int channel__connect(const char *uri, int timeout_ms, struct channel *c, struct err *e)
+int channel__tcp_connect_fd(const char *uri, const struct channel_addr *a, int timeout_ms,
+			    int *fd, struct err *e)
 {
-	struct channel_addr a;
 	struct addrinfo *res;
-	c->fd = -1;
-	int r = channel__parse_uri(uri, false, &a, e);
-	if (r < 0 || (r = resolve(&a, false, &res, e)) < 0)
+	*fd = -1;
+	int r = resolve(a, false, &res, e);
+	if (r < 0)
 		return r;
 	r = -EHOSTUNREACH;
-	for (struct addrinfo *ai = res; ai && c->fd < 0; ai = ai->ai_next)
-		r = connect_one(ai, timeout_ms, &c->fd);
+	for (struct addrinfo *ai = res; ai && *fd < 0; ai = ai->ai_next)
+		r = connect_one(ai, timeout_ms, fd);
 	freeaddrinfo(res);
-	if (c->fd < 0)
+	if (*fd < 0)
 		return err__setsys(e, -r, "cannot connect to %s", uri);
-	tune(c->fd);
-	c->kind = CHANNEL_TCP;
-	c->timeout_ms = 0;
-	snprintf(c->peer, sizeof(c->peer), "%s", uri);
+	channel__tcp_tune(*fd);
 	return 0;
+}
+
+static int tcp_connect(const char *uri, const struct channel_addr *a, int timeout_ms,
+		       const struct channel_tls_opts *tls, struct channel *c, struct err *e)
+{
+	(void)tls;
+	return channel__tcp_connect_fd(uri, a, timeout_ms, &c->fd, e);
+}
+
+/* ---- transfers on a plain socket ----------------------------------------- */
+
+ssize_t channel__fd_send(struct channel *c, const void *buf, size_t len, short *want)
+{
+	ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n >= 0)
+		return n;
+	*want = POLLOUT;
+	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t channel__fd_recv(struct channel *c, void *buf, size_t len, short *want)
+{
+	ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+	if (n >= 0)
+		return n;
+	*want = POLLIN;
+	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+void channel__fd_close(struct channel *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+const struct channel_ops channel__tcp_ops = {
+	.scheme = "tcp",
+	.listen = tcp_listen,
+	.accepted = tcp_accepted,
+	.listener_close = channel__fd_listener_close,
+	.connect = tcp_connect,
+	.send = channel__fd_send,
+	.recv = channel__fd_recv,
+	.close = channel__fd_close,
+};
+
+/* unix: shares everything after the socket is made (transport/unix.c). */
+int channel__fd_accepted(struct channel_listener *l, int fd, struct channel *c, struct err *e)
+{
+	return tcp_accepted(l, fd, c, e);
 }

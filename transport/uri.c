@@ -1,17 +1,35 @@
-/* Transport addresses: `tcp:HOST:PORT`, HOST a name, an IPv4 address or a
- * bracketed IPv6 literal. */
+/* Transport addresses: `tcp:HOST:PORT` and `tls:HOST:PORT`, HOST a name, an
+ * IPv4 address or a bracketed IPv6 literal; `unix:PATH`. */
 #include <stdio.h>
 #include <string.h>
 
 #include "vmhop/channel.h"
 #include "vmhop/util.h"
 
+static int parse_unix(const char *uri, struct channel_addr *a, struct err *e)
+{
+	const char *path = uri + 5;
+	a->kind = CHANNEL_UNIX;
+	if (!*path)
+		return err__set(e, EINVAL, "address %s: missing path (expected unix:PATH)", uri);
+	if (strlen(path) >= 108)	/* sun_path */
+		return err__set(e, EINVAL, "address %s: the path is longer than 107 bytes", uri);
+	snprintf(a->host, sizeof(a->host), "%s", path);
+	return 0;
+}
+
 int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, struct err *e)
 {
 	memset(a, 0, sizeof(*a));
-	if (strncmp(uri, "tcp:", 4))
-		return err__set(e, EINVAL, "address %s: unknown transport (expected tcp:HOST:PORT)", uri);
-	a->kind = CHANNEL_TCP;
+	if (!strncmp(uri, "unix:", 5))
+		return parse_unix(uri, a, e);
+	if (!strncmp(uri, "tcp:", 4))
+		a->kind = CHANNEL_TCP;
+	else if (!strncmp(uri, "tls:", 4))
+		a->kind = CHANNEL_TLS;
+	else
+		return err__set(e, EINVAL, "address %s: unknown transport (expected tcp:HOST:PORT, "
+				"tls:HOST:PORT or unix:PATH)", uri);
 	const char *h = uri + 4, *colon;
 	size_t hlen;
 	if (*h == '[') {

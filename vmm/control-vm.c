@@ -117,7 +117,8 @@ static const char *const snapshot_params[] = { "path", "compress", "disks", "liv
 static const char *const resume_params[] = { "force", NULL };
 static const char *const migrate_params[] = {
 	"uri", "max_downtime_ms", "max_bandwidth", "compress", "auto_converge", "timeout",
-	"io_timeout", "unsafe", "check_only", "fault", NULL
+	"io_timeout", "unsafe", "check_only", "fault", "tls_ca", "tls_cert", "tls_key", "tls_name",
+	NULL
 };
 
 static const struct control_cmd vm_commands[] = {
@@ -131,8 +132,9 @@ static const struct control_cmd vm_commands[] = {
 	{ "snapshot-create", snapshot__control_create,
 	  "checkpoint the VM to a new file: path, compress, live, base, disks=include|external", snapshot_params, NULL },
 	{ "migrate", NULL,
-	  "live-migrate to uri (tcp:HOST:PORT); replies when done: max_downtime_ms, max_bandwidth, "
-	  "compress, auto_converge, timeout, io_timeout, unsafe, check_only (pre-flight only)", migrate_params, migrate__control_start },
+	  "live-migrate to uri (tcp:HOST:PORT, tls:HOST:PORT, unix:PATH); replies when done: "
+	  "max_downtime_ms, max_bandwidth, compress, auto_converge, timeout, io_timeout, unsafe, "
+	  "check_only (pre-flight only), tls_ca, tls_cert, tls_key, tls_name (tls:)", migrate_params, migrate__control_start },
 	{ "query-migrate", migrate__control_query, "progress or result of the last migration", NULL, NULL },
 	{ "migrate-cancel", migrate__control_cancel,
 	  "stop a running migration before its commit; the guest keeps running here", NULL, NULL },

@@ -1,7 +1,9 @@
 /* Channels: the byte pipes a migration runs over, one interface for every
  * transport. A channel is a connected, full-duplex, reliable byte stream with
- * an fd that poll() understands; TCP today, TLS and RDMA later behind the same
- * calls. Addresses are URIs: `tcp:HOST:PORT` (HOST may be `[v6addr]`).
+ * an fd that poll() understands; each transport is an ops table behind the
+ * same calls (transport/transport.h). Addresses are URIs: `tcp:HOST:PORT`
+ * (HOST may be `[v6addr]`), `tls:HOST:PORT` (TLS 1.3 over TCP, mutual X.509
+ * authentication), `unix:PATH`.
  *
  * Every blocking call is bounded by the channel's I/O timeout, so a peer that
  * stops reading or writing turns into -ETIMEDOUT instead of a hang. */
@@ -17,33 +19,63 @@
 
 #define CHANNEL_URI_MAX 300
 
+#define CHANNEL_TLS_ALLOW_MAX 16
+
 enum channel_kind {
 	CHANNEL_TCP,
+	CHANNEL_UNIX,
+	CHANNEL_TLS,
+	CHANNEL_KINDS
 };
 
 struct channel_addr {
 	enum channel_kind kind;
-	char host[256];		/* without the brackets of an IPv6 literal */
-	char port[8];
+	char host[256];		/* without the brackets of an IPv6 literal; unix: the path */
+	char port[8];		/* empty for unix: */
 };
+
+/* TLS settings (tls: URIs). Both sides need all three files: the CA that
+ * signed the peer's certificate, and their own certificate and key (the key
+ * file must not be readable by group or others). The listener accepts only
+ * clients whose certificate subject is in allow[] (its CN, or the whole
+ * subject written as RFC 2253, e.g. "CN=src,O=Example"); none listed: any
+ * client the CA signed. The connecting side checks the listener's
+ * certificate against name (a DNS name or an IP address; NULL: the URI's
+ * host). */
+struct channel_tls_opts {
+	const char *ca, *cert, *key;
+	const char *allow[CHANNEL_TLS_ALLOW_MAX];
+	unsigned nr_allow;
+	const char *name;
+	int handshake_timeout_ms;	/* listener: per accepted client; 0: 15 s */
+};
+
+struct channel_tls;		/* transport/tls.c */
+struct channel_tls_server;
 
 struct channel {
 	enum channel_kind kind;
 	int fd;
 	int timeout_ms;		/* every read/write/wait; 0 = none */
 	char peer[CHANNEL_URI_MAX];	/* for messages */
+	struct channel_tls *tls;	/* tls: the session; NULL otherwise */
 };
 
 struct channel_listener {
 	enum channel_kind kind;
 	int fd;
 	char local[CHANNEL_URI_MAX];	/* the bound address, port resolved */
+	struct channel_tls_server *tls;	/* tls: the context; NULL otherwise */
 };
 
-/* Parses "tcp:HOST:PORT"; port 0 is allowed only when listening. */
+/* Parses "tcp:HOST:PORT", "tls:HOST:PORT" or "unix:PATH"; port 0 is allowed
+ * only when listening. */
 int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, struct err *e);
 
 int channel__listen(const char *uri, struct channel_listener *l, struct err *e);
+/* The same with TLS settings, needed (and only used) for tls: URIs. */
+int channel__listen_tls(const char *uri, const struct channel_tls_opts *tls,
+			struct channel_listener *l, struct err *e);
 /* Waits up to timeout_ms (0 = forever) for one connection. */
 int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *c,
 		    struct err *e);
@@ -51,6 +83,10 @@ void channel__listener_close(struct channel_listener *l);
 
 /* Connects within timeout_ms (0 = the system's own limit). */
 int channel__connect(const char *uri, int timeout_ms, struct channel *c, struct err *e);
+/* The same with TLS settings: a tls: URI's handshake, certificate checks and
+ * the listener's verdict on ours all happen within timeout_ms. */
+int channel__connect_tls(const char *uri, int timeout_ms, const struct channel_tls_opts *tls,
+			 struct channel *c, struct err *e);
 void channel__set_timeout(struct channel *c, int timeout_ms);
 
 /* Whole-buffer transfers. read_full returns 0 on success, -ENODATA on a clean

@@ -34,6 +34,11 @@ struct migrate_params {
 	bool check_only;		/* pre-flight checks, then stop: nothing moves */
 	/* Test hook: "PHASE:ACTION", see migrate-fault.h. Empty: none. */
 	char fault[64];
+	/* tls: URIs only (all three files needed there): the CA that signed
+	 * the destination, this side's certificate and key, and the name the
+	 * destination's certificate must carry (empty: the URI's host). */
+	char tls_ca[1024], tls_cert[1024], tls_key[1024];
+	char tls_name[256];
 };
 
 /* Fills defaults, then the arguments of a `migrate` control request. */

@@ -84,17 +84,17 @@ class Ctx:
         self.procs.append(vm)
         return vm
 
-    def recv_vm(self, args=(), name=None, env=None, control=True):
-        """Starts `vmhop migrate-recv` on a free loopback port; .uri is where
-        it listens."""
+    def recv_vm(self, args=(), name=None, env=None, control=True, listen="tcp:127.0.0.1:0"):
+        """Starts `vmhop migrate-recv` on a free loopback port (or listen);
+        .uri is where it listens."""
         self._n += 1
         tag = name or f"dst{self._n}"
-        vm = Vmhop(self, tag, ["migrate-recv", "--listen", "tcp:127.0.0.1:0"] + list(args),
+        vm = Vmhop(self, tag, ["migrate-recv", "--listen", listen] + list(args),
                    serial=True, control=control, env=env)
         self.procs.append(vm)
         deadline = time.monotonic() + BOOT_TIMEOUT
         while True:
-            m = re.search(r"listening on (tcp:\S+)", vm.stderr())
+            m = re.search(r"listening on ((?:tcp|tls|unix):\S+)", vm.stderr())
             if m:
                 vm.uri = m.group(1)
                 return vm

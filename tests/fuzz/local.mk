@@ -42,10 +42,11 @@ tests_fuzz_fuzz_release_LDADD = $(FUZZ_LDADD)
 # destination's hello then ready and running, an error) are not made by
 # gen-corpus yet: hand-made frames, the same bytes mig__send writes.
 tests_fuzz_fuzz_mig_frame_SOURCES = tests/fuzz/fuzz-mig-frame.c $(FUZZ_LIB) \
-	migrate/mig-proto.c transport/channel.c
+	migrate/mig-proto.c transport/channel.c transport/uri.c transport/tcp.c \
+	transport/unix.c transport/tls.c
 tests_fuzz_fuzz_mig_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_mig_frame_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_mig_frame_LDADD = $(FUZZ_LDADD) $(JSONC_LIBS)
+tests_fuzz_fuzz_mig_frame_LDADD = $(FUZZ_LDADD) $(SSL_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS)
 
 tests_fuzz_gen_corpus_SOURCES = tests/fuzz/gen-corpus.c $(FUZZ_LIB)
 tests_fuzz_gen_corpus_CFLAGS = $(AM_CFLAGS)

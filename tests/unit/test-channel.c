@@ -98,7 +98,8 @@ START_TEST(uri_bad)
 	ck_assert_str_eq(parse_bad("tcp:127.0.0.1:70000", true, &e),
 			 "address tcp:127.0.0.1:70000: port must be a number from 0 to 65535");
 	ck_assert_str_eq(parse_bad("udp:127.0.0.1:5", false, &e),
-			 "address udp:127.0.0.1:5: unknown transport (expected tcp:HOST:PORT)");
+			 "address udp:127.0.0.1:5: unknown transport (expected tcp:HOST:PORT, "
+			 "tls:HOST:PORT or unix:PATH)");
 	ck_assert_str_eq(parse_bad("tcp:::1:5", false, &e),
 			 "address tcp:::1:5: put an IPv6 address in brackets");
 	ck_assert_str_eq(parse_bad("tcp::5", false, &e),
