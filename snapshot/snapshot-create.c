@@ -8,6 +8,7 @@
 
 #include "snapshot/snapshot-internal.h"
 #include "vmhop/dirty-log.h"
+#include "vmhop/ram-extents.h"
 #include "vmhop/release.h"
 #include "vmhop/section.h"
 #include "vmhop/snapshot.h"
@@ -46,6 +47,20 @@ static int write_pages(struct stream_writer *w, struct stream_mem_enc *enc,
 	return 0;
 }
 
+/* A full checkpoint's memory: the memfd's data extents only. Pages never
+ * populated read back as zero (a restore starts from zeroed RAM), and
+ * reading them here would make the kernel allocate them. */
+static int write_populated(struct vm *vm, struct stream_writer *w, struct stream_mem_enc *enc,
+			   const struct stream_ram *ram, struct err *e)
+{
+	struct ram_extents x;
+	int rc = ram_extents__list(vm->mem.memfd, ram->npages, &x, e);
+	for (size_t i = 0; !rc && i < x.n; i++)
+		rc = stream__mem_write_range(w, enc, ram, x.v[i].first, x.v[i].count);
+	ram_extents__free(&x);
+	return rc;
+}
+
 /* Writes the whole VM (paused) into fd: configuration, chain, state, then
  * all of memory, or only the pages in `dirty` for an incremental one. */
 static int write_stream(struct vm *vm, int fd, bool compress, bool include_disks,
@@ -82,8 +97,8 @@ static int write_stream(struct vm *vm, int fd, bool compress, bool include_disks
 		r = snapshot_disk__save(&w, vm, e);
 	/* Memory before the device state: a device's post_load may look at
 	 * guest memory (virtio rings), as after a migration. */
-	if (!r && (r = dirty ? write_pages(&w, &enc, &ram, dirty) :
-			       stream__mem_write_range(&w, &enc, &ram, 0, ram.npages)) < 0 && !e->code)
+	if (!r && (r = dirty ? write_pages(&w, &enc, &ram, dirty) : write_populated(vm, &w, &enc, &ram, e)) < 0 &&
+	    !e->code)
 		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing memory");
 	if (!r)
 		r = section__save_except(reg, &w, VM_SECTION_CONFIG, e);

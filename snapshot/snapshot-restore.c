@@ -255,8 +255,16 @@ static int load_all(struct vm *vm, const char *path, struct stream_reader *r,
 	if (!copy)
 		return err__set(e, ENOMEM, "out of memory");
 	l.dir = dirname(copy);
+	/* Fresh RAM is zero: with a record of the pages written so far, a zero
+	 * page costs nothing unless an earlier link wrote that page. */
+	uint64_t *written = calloc((vm->mem.nr_pages + 63) / 64, sizeof(uint64_t));
+	if (!written) {
+		free(copy);
+		return err__set(e, ENOMEM, "out of memory");
+	}
 	l.dst = (struct stream_mem_dst){ .host = vm->mem.base, .base_pfn = 0,
-					 .npages = vm->mem.nr_pages, .fresh = true };
+					 .npages = vm->mem.nr_pages, .written = written,
+					 .fresh = true };
 	int rc = stream__mem_dec_init(&l.dec, e);
 	bool dec = !rc;
 	if (!rc && !snapshot_chain__is_full(&pre->chain))
@@ -270,6 +278,7 @@ static int load_all(struct vm *vm, const char *path, struct stream_reader *r,
 		rc = load_records(&l, r, e);
 	if (dec)
 		stream__mem_dec_free(&l.dec);
+	free(written);
 	free(copy);
 	return rc;
 }
