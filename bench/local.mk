@@ -37,3 +37,13 @@ bench-compat: bench/compat/bench-compat vmhop$(EXEEXT)
 		$(abs_top_builddir)/vmhop$(EXEEXT) $(BENCH_COMPAT_ITERS)
 .PHONY: bench-compat
 EXTRA_DIST += bench/compat/README.md
+# bench/snapshot: checkpoint and restore, vmhop snapshot create/restore beside
+# QEMU's migrate to a file and -incoming from it, on the same guest (make
+# bench-snapshot; not a test). Options: make bench-snapshot
+# BENCH_SNAPSHOT_ARGS="--scenario idle --runs 5". bench/lib/vmbench.py holds
+# what the Python benchmarks share (bench-migrate uses it too).
+EXTRA_DIST += bench/snapshot/run.py bench/lib/vmbench.py
+bench-snapshot: vmhop$(EXEEXT) tests/guest/guest.elf
+	$(PYTHON3) $(srcdir)/bench/snapshot/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
+		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_SNAPSHOT_ARGS)
+.PHONY: bench-snapshot

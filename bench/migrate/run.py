@@ -36,19 +36,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-GIB = 1 << 30
-MIB = 1 << 20
+# Processes, QMP, the control socket and the guest's lines: bench/lib/vmbench.py
+# (no __pycache__ left in the source tree).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from vmbench import (GIB, MIB, HB_RE, VERDICT_RE, RunFailed, Proc, Qmp,  # noqa: E402
+                     control_request, on_sigterm, print_load, verdict, wait_exit)
+
 QEMU_MAX_BANDWIDTH = 10 * GIB  # bytes/s
-HB_RE = re.compile(rb"HB seq=(\d+) ")
-VERDICT_RE = re.compile(rb"VERDICT (PASS|FAIL)[^\n]*")
 LISTEN_RE = re.compile(rb"migrate-recv: listening on tcp:[^\s:]+:(\d+)")
 
 
@@ -70,191 +70,6 @@ SCENARIOS = [
     Scenario("sparse", "16G", 2, "dirty=512M passes=1 verify=1", 4.0,
              "16 GiB guest that touched 512 MiB once, 2 vCPUs"),
 ]
-
-
-class RunFailed(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- processes
-
-class Console:
-    """Collects a pipe's output (a serial console, stderr) in a thread."""
-
-    def __init__(self, stream, name):
-        self.name = name
-        self.data = b""
-        self.eof = False
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self.thread.start()
-
-    def _pump(self, stream):
-        fd = stream.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            with self.cond:
-                if not chunk:
-                    self.eof = True
-                    self.cond.notify_all()
-                    return
-                self.data += chunk
-                self.cond.notify_all()
-
-    def wait_for(self, regex, timeout, start=0, pred=None):
-        """First match of regex (bytes) in a complete line from offset start
-        on, for which pred(match) holds; None on timeout or EOF."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                pos = start
-                for m in regex.finditer(self.data, start):
-                    if self.data.find(b"\n", m.end()) < 0 and not self.eof:
-                        break  # the line is not complete yet
-                    if pred is None or pred(m):
-                        return m
-                    pos = m.end()
-                if self.eof:
-                    return None
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(min(left, 0.5))
-
-    def last_hb(self):
-        with self.cond:
-            seqs = HB_RE.findall(self.data)
-        return int(seqs[-1]) if seqs else 0
-
-    def tail(self, n=8):
-        with self.cond:
-            lines = self.data.decode(errors="replace").splitlines()
-        return ["    %s| %s" % (self.name, l) for l in lines[-n:]]
-
-
-class Proc:
-    """A process we started: stdout and stderr collected, killed at the end."""
-
-    def __init__(self, registry, name, cmd):
-        self.name = name
-        self.cmd = cmd
-        self.stopped = False
-        self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, bufsize=0)
-        registry.append(self)
-        self.out = Console(self.p.stdout, name + " out")
-        self.err = Console(self.p.stderr, name + " err")
-
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self):
-        """Ends the process (by its pid), politely first."""
-        if self.p.poll() is None:
-            self.stopped = True
-            self.p.send_signal(signal.SIGTERM)
-            if self.wait(5) is None:
-                self.p.kill()
-                self.p.wait()
-        for c in (self.out, self.err):
-            c.thread.join(timeout=2)
-        for s in (self.p.stdout, self.p.stderr):
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def dump(self):
-        rc = self.p.poll()
-        if self.stopped:
-            state = "was still running: stopped by the script"
-        elif rc is None:
-            state = "running"
-        else:
-            state = ("exit status %d" % rc if rc >= 0 else
-                     "killed by signal %d, not sent by this script" % -rc)
-        return self.out.tail() + self.err.tail(4) + ["    %s: %s" % (self.name, state)]
-
-
-def wait_exit(proc, timeout, what):
-    rc = proc.wait(timeout)
-    if rc is None:
-        raise RunFailed("%s did not exit within %g s" % (what, timeout))
-    return rc
-
-
-# ---------------------------------------------------------------- QMP
-
-class Qmp:
-    def __init__(self, path, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise RunFailed("QMP socket %s did not appear" % path)
-                time.sleep(0.05)
-        self.sock.settimeout(timeout)
-        self.f = self.sock.makefile("rwb")
-        greeting = self._read()
-        if "QMP" not in greeting:
-            raise RunFailed("no QMP greeting on %s" % path)
-        self.cmd("qmp_capabilities")
-
-    def _read(self):
-        line = self.f.readline()
-        if not line:
-            raise RunFailed("QMP connection closed")
-        return json.loads(line)
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.f.write(json.dumps(msg).encode() + b"\n")
-        self.f.flush()
-        while True:
-            r = self._read()
-            if "event" in r:
-                continue
-            if "error" in r:
-                raise RunFailed("QMP %s: %s" % (name, r["error"].get("desc", r["error"])))
-            return r.get("return")
-
-    def close(self):
-        try:
-            self.f.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def control_request(path, name, timeout=10.0):
-    """One request on a vmhop control socket (JSON lines)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(json.dumps({"execute": name}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    r = json.loads(buf.split(b"\n")[0] or b"{}")
-    if "error" in r:
-        raise RunFailed("control %s: %s" % (name, r["error"]))
-    return r.get("return")
 
 
 # ---------------------------------------------------------------- runs
@@ -477,10 +292,6 @@ def series(name, fn, args, sc, procs):
     return med, False
 
 
-def verdict(ok):
-    return "met" if ok else "NOT met"
-
-
 def summary(sc, v, q, qnote):
     print("  %s (%s):" % (sc.name, sc.what))
     print("    %-6s %10s %10s %10s" % ("", "total ms", "down ms", "sent MiB"))
@@ -526,22 +337,6 @@ def qemu_sparse_problem(sc):
     if avail < need:
         return "only %d MiB available, two QEMUs need about %d MiB" % (avail // MIB, need // MIB)
     return None
-
-
-def print_load():
-    """The guests' vCPUs poll: other work on the machine skews every number."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return
-    ncpu = os.cpu_count() or 1
-    print("load average before the runs: %.2f on %d CPUs%s" % (
-        load, ncpu, " (busy: the numbers will be unreliable)" if load > 0.5 * ncpu else ""),
-        flush=True)
-
-
-def on_sigterm(signum, frame):
-    raise KeyboardInterrupt()
 
 
 def main():
