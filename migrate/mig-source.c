@@ -23,6 +23,7 @@
 #include "vmhop/log.h"
 #include "vmhop/migrate-fault.h"
 #include "vmhop/migrate-proto.h"
+#include "vmhop/ram-extents.h"
 #include "vmhop/release.h"
 #include "vmhop/section.h"
 #include "vmhop/stream.h"
@@ -48,15 +49,14 @@ struct engine {
 	bool logging;
 	uint64_t *bm;
 	uint64_t nbits;
-	struct stream_io io;
 	struct stream_writer w;
 	bool writer;
 	struct stream_mem_enc enc;
 	bool encoder;
 	struct stream_ram ram;
 	uint64_t sent;			/* bytes on the channel */
-	uint8_t *stage;			/* page data on its way (io_reserve) */
-	size_t stage_len;
+	struct stream_stage stage;	/* page data on its way */
+	bool staging;
 	int io_err;			/* first channel error */
 	uint64_t rate_t0, rate_sent0;	/* bandwidth limit window */
 	bool paused;			/* we paused the guest */
@@ -166,44 +166,15 @@ static int send_bytes(struct engine *g, const uint8_t *p, size_t left)
 	return 0;
 }
 
-static int stage_flush(struct engine *g)
+/* The stage's sink: everything, or the first channel error (kept, so the
+ * engine's message can name it). */
+static int sink(void *opaque, const void *buf, size_t len)
 {
-	if (g->io_err)
-		return g->io_err;
-	int rc = send_bytes(g, g->stage, g->stage_len);
-	g->stage_len = 0;
+	struct engine *g = opaque;
+	int rc = g->io_err ? g->io_err : send_bytes(g, buf, len);
 	if (rc < 0)
 		g->io_err = rc;
 	return rc;
-}
-
-/* The writer's channel. Page data is copied into a staging buffer (reserve)
- * rather than sent from guest memory: the guest keeps writing its pages, and
- * a page must not change between its checksum and the wire. */
-static ssize_t io_write(void *opaque, const void *buf, size_t len)
-{
-	struct engine *g = opaque;
-	int rc = stage_flush(g);
-	if (!rc)
-		rc = send_bytes(g, buf, len);
-	if (rc < 0) {
-		g->io_err = rc;
-		return rc;
-	}
-	return (ssize_t)len;
-}
-
-static void *io_reserve(void *opaque, size_t want, size_t *got)
-{
-	struct engine *g = opaque;
-	*got = 0;
-	if (g->stage_len == STAGE_SIZE && stage_flush(g) < 0)
-		return NULL;
-	size_t n = MIN(want, STAGE_SIZE - g->stage_len);
-	void *p = g->stage + g->stage_len;
-	g->stage_len += n;
-	*got = n;
-	return p;
 }
 
 /* Everything written so far onto the wire (writer buffer, then staging). */
@@ -211,7 +182,7 @@ static int rc_flush(struct engine *g)
 {
 	int rc = stream__flush(&g->w);
 	if (!rc)
-		rc = stage_flush(g);
+		rc = stream_stage__flush(&g->stage);
 	return rc;
 }
 
@@ -372,11 +343,12 @@ static int start_stream(struct engine *g)
 	int rc = release__policy(&rm, &pol, &g->e);
 	if (rc < 0)
 		return rc;
-	g->stage = malloc(STAGE_SIZE);
-	if (!g->stage)
+	/* Page data is copied into a stage with its checksum, not sent from
+	 * guest memory: the guest keeps writing its pages meanwhile. */
+	if (stream_stage__init(&g->stage, STAGE_SIZE, sink, g) < 0)
 		return err__set(&g->e, ENOMEM, "out of memory");
-	g->io = (struct stream_io){ .write = io_write, .reserve = io_reserve, .opaque = g };
-	rc = stream__writer_init_release(&g->w, &g->io, &pol, 0, false);
+	g->staging = true;
+	rc = stream__writer_init_release(&g->w, &g->stage.io, &pol, 0, false);
 	g->writer = true;
 	if (rc < 0)
 		return fail(g, rc);
@@ -431,41 +403,16 @@ static int out_of_time(struct engine *g)
  * are listed first so progress can say how much is left. */
 static int first_round(struct engine *g, uint64_t *skipped_holes)
 {
-	int fd = g->vm->mem.memfd;
-	off_t size = (off_t)g->vm->mem.size, off = 0;
-	uint64_t (*ext)[2] = NULL, populated = 0;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	while (off < size) {
-		off_t data = lseek(fd, off, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		off_t hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
-		if (data < 0 || hole < 0) {
-			rc = err__setsys(&g->e, errno, "finding the guest's populated memory");
-			goto out;
-		}
-		uint64_t first = (uint64_t)data / GUEST_PAGE_SIZE;
-		uint64_t end = MIN(((uint64_t)hole + GUEST_PAGE_SIZE - 1) / GUEST_PAGE_SIZE, g->nbits);
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			void *nx = realloc(ext, cap * sizeof(*ext));
-			if (!nx) {
-				rc = err__set(&g->e, ENOMEM, "out of memory");
-				goto out;
-			}
-			ext = nx;
-		}
-		ext[n][0] = first;
-		ext[n++][1] = end;
-		populated += end - first;
-		off = (off_t)(end * GUEST_PAGE_SIZE);
-	}
-	*skipped_holes = g->nbits - populated;
-	uint64_t left = populated, t0 = util__now_ns(), s0 = g->sent;
-	for (size_t i = 0; i < n && !rc; i++)
-		for (uint64_t a = ext[i][0]; a < ext[i][1] && !rc; a += EXTENT_CHUNK) {
-			uint64_t c = MIN((uint64_t)EXTENT_CHUNK, ext[i][1] - a);
+	struct ram_extents x;
+	int rc = ram_extents__list(g->vm->mem.memfd, g->nbits, &x, &g->e);
+	if (rc < 0)
+		return rc;
+	*skipped_holes = g->nbits - x.pages;
+	uint64_t left = x.pages, t0 = util__now_ns(), s0 = g->sent;
+	for (size_t i = 0; i < x.n && !rc; i++) {
+		uint64_t end = x.v[i].first + x.v[i].count;
+		for (uint64_t a = x.v[i].first; a < end && !rc; a += EXTENT_CHUNK) {
+			uint64_t c = MIN((uint64_t)EXTENT_CHUNK, end - a);
 			rc = stream__mem_write_range(&g->w, &g->enc, &g->ram, a, c);
 			if (rc < 0) {
 				rc = fail(g, rc);
@@ -484,8 +431,8 @@ static int first_round(struct engine *g, uint64_t *skipped_holes)
 			else
 				rc = out_of_time(g);
 		}
-out:
-	free(ext);
+	}
+	ram_extents__free(&x);
 	return rc;
 }
 
@@ -682,7 +629,8 @@ static void cleanup(struct engine *g)
 		stream__mem_enc_free(&g->enc);
 	if (g->writer)
 		stream__writer_free(&g->w);
-	free(g->stage);
+	if (g->staging)
+		stream_stage__free(&g->stage);
 	pthread_mutex_lock(&g->m->lock);
 	channel__close(&g->m->ch);
 	pthread_mutex_unlock(&g->m->lock);
