@@ -4,6 +4,7 @@
  * Offline: a VM config and two recorded host profiles. Live (--control,
  * --to): the running VM and a destination's migrate-recv, through the
  * migration handshake. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vmhop compat-check --vm-config FILE --source-profile FILE --dest-profile FILE\n"
 		"                          [--unsafe] [--json]\n"
-		"       vmhop compat-check --control PATH --to tcp:ADDR:PORT [--unsafe] [--json]\n"
+		"       vmhop compat-check --control PATH --to URI [--unsafe] [--json]\n"
+		"                          [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-name NAME]]\n"
 		"Check whether a VM can move from one host to another before anything moves:\n"
 		"CPU vendor, CPU model features, NX, disk cache modes and reachability,\n"
 		"devices and memory that cannot move, release levels and stream formats,\n"
@@ -37,15 +39,21 @@ static void usage(FILE *f)
 		"  --dest-profile FILE    the same of the destination host\n"
 		"  --unsafe               writable disks without cache=none warn instead of fail\n"
 		"  --json                 print one JSON object instead of the table\n"
-		"  --control PATH, --to tcp:ADDR:PORT\n"
+		"  --control PATH, --to URI\n"
 		"                         the live form: ask the destination's migrate-recv\n"
+		"                         (tcp:, tls: or unix:, as vmhop migrate-send --to)\n"
+		"  --tls-ca/--tls-cert/--tls-key FILE, --tls-name NAME\n"
+		"                         for a tls: destination, as vmhop migrate-send\n"
 		"  --help                 this text\n");
 }
 
 struct args {
 	const char *vm, *src, *dst, *control, *to;
+	const char *tls[4];	/* ca, cert, key, name: for a tls: destination */
 	bool unsafe, json;
 };
+
+static const char *const tls_keys[] = { "tls_ca", "tls_cert", "tls_key", "tls_name" };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -57,6 +65,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "to", required_argument, NULL, 't' },
 		{ "unsafe", no_argument, NULL, 'u' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "tls-ca", required_argument, NULL, 'A' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "tls-name", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -71,6 +83,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 't': a->to = optarg; break;
 		case 'u': a->unsafe = true; break;
 		case 'j': a->json = true; break;
+		case 'A': a->tls[0] = optarg; break;
+		case 'C': a->tls[1] = optarg; break;
+		case 'K': a->tls[2] = optarg; break;
+		case 'N': a->tls[3] = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CANNOT;
 		}
@@ -131,6 +147,20 @@ static int live_check(const struct args *a)
 	}
 	json_object_object_add(args, "uri", json_object_new_string(a->to));
 	json_object_object_add(args, "check_only", json_object_new_boolean(1));
+	/* The VM process opens the TLS files: give it absolute paths. */
+	for (size_t i = 0; i < 4; i++) {
+		if (!a->tls[i])
+			continue;
+		char *abs = i < 3 ? realpath(a->tls[i], NULL) : strdup(a->tls[i]);
+		if (!abs) {
+			fprintf(stderr, NAME ": --%s %s: %s\n", tls_keys[i] + 0, a->tls[i], strerror(errno));
+			json_object_put(args);
+			json_object_put(req);
+			return EXIT_CANNOT;
+		}
+		json_object_object_add(args, tls_keys[i], json_object_new_string(abs));
+		free(abs);
+	}
 	if (a->unsafe)
 		json_object_object_add(args, "unsafe", json_object_new_boolean(1));
 	json_object_object_add(req, "execute", json_object_new_string("migrate"));

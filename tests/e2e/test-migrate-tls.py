@@ -73,6 +73,8 @@ def test(ctx):
     src.wait_line(r"^HB seq=10\b")
     dst = ctx.recv_vm(dest_args(f), name="tls-dst", listen="tls:127.0.0.1:0")
     t.check(dst.uri.startswith("tls:127.0.0.1:"), f"the destination listens on {dst.uri}")
+    rc, out, err = ctx.vmhop(["compat-check", "--control", src.control, "--to", dst.uri] + src_args(f))
+    t.check(rc == 0 and "verdict: PASS" in out, f"compat-check over tls: passes (exit {rc}, {err.strip()})")
     rc, summary, err = ctx.migrate(src, dst.uri, src_args(f))
     t.check(rc == 0 and summary and summary["status"] == "completed",
             f"tls: migrate-send completes ({summary}, {err.strip()[-300:]})")
