@@ -108,6 +108,10 @@ int mig__recv(struct channel *c, int timeout_ms, const char *type, const char *w
 	}
 	if (memcmp(hdr, MIG_MAGIC, MIG_MAGIC_LEN)) {
 		c->timeout_ms = saved;
+		/* A TLS handshake record: the peer expects a tls: channel. */
+		if (hdr[0] == 0x16 && hdr[1] == 0x03)
+			return err__set(e, EPROTO, "%s speaks TLS to a plaintext endpoint: use tls: "
+					"addresses with the --tls-* options on both sides", c->peer);
 		char shown[64];
 		show_bytes(hdr, sizeof(hdr), shown, sizeof(shown));
 		return err__set(e, EPROTO, "%s is not a vmhop migration peer: expected %s, got \"%s\"",

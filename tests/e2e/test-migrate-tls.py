@@ -140,7 +140,7 @@ def test(ctx):
 
     dst = ctx.recv_vm(name="plain-dst")
     expect_refusal(ctx, src, dst, "tls:" + dst.uri[4:], src_args(f),
-                   ["answered in plaintext, not TLS"], ["not a vmhop migration peer"],
+                   ["answered in plaintext, not TLS"], ["speaks TLS to a plaintext endpoint"],
                    "TLS source to a plaintext listener")
 
     # A client without a certificate: vmhop's source always has one, so a
