@@ -19,10 +19,31 @@ void compat_rule__cpu_vendor(struct compat_ctx *c)
 		compat__row(c, "cpu-vendor", COMPAT_PASS, NULL, "CPU vendor %s on both hosts", s);
 }
 
+/* KVM_GET_SUPPORTED_CPUID fills in the APIC id of the CPU the ioctl ran
+ * on (leaf 1 EBX[31:24], the x2APIC id in EDX of leaves 0xb and 0x1f, AMD's
+ * extended APIC and core ids in 0x8000001e): they say where a process ran,
+ * not what the host can do, and the VMM sets them per vCPU anyway. */
+static void ignore_apic_ids(const struct cpuid_leaf *l, uint32_t *ebx, uint32_t *edx,
+			    uint32_t *eax)
+{
+	if (l->function == 1)
+		*ebx &= 0x00ffffffu;
+	else if (l->function == 0xb || l->function == 0x1f)
+		*edx = 0;
+	else if (l->function == 0x8000001e) {
+		*eax = 0;
+		*ebx &= ~0xffu;
+	}
+}
+
 static bool same_leaf(const struct cpuid_leaf *a, const struct cpuid_leaf *b)
 {
-	return a->flags == b->flags && a->eax == b->eax && a->ebx == b->ebx &&
-	       a->ecx == b->ecx && a->edx == b->edx;
+	uint32_t aeax = a->eax, aebx = a->ebx, aedx = a->edx;
+	uint32_t beax = b->eax, bebx = b->ebx, bedx = b->edx;
+	ignore_apic_ids(a, &aebx, &aedx, &aeax);
+	ignore_apic_ids(b, &bebx, &bedx, &beax);
+	return a->flags == b->flags && aeax == beax && aebx == bebx &&
+	       a->ecx == b->ecx && aedx == bedx;
 }
 
 /* Leaves present in `a` that `b` lacks or has otherwise, as text. */

@@ -137,6 +137,16 @@ START_TEST(cpu_model_host)
 	s->ncpuid--;
 	run_p(f, s, d);
 	ck_row(&f->r, "cpu-model", 0, COMPAT_FAIL, "1 only on the destination");
+	/* The APIC id of the CPU a profile was taken on is no difference. */
+	s->ncpuid++;
+	for (size_t i = 0; i < d->ncpuid; i++) {
+		if (d->cpuid[i].function == 1)
+			d->cpuid[i].ebx ^= 0x01000000u;
+		if (d->cpuid[i].function == 0xb)
+			d->cpuid[i].edx ^= 1u;
+	}
+	run_p(f, s, d);
+	ck_row(&f->r, "cpu-model", 0, COMPAT_PASS, "CPU model host: identical supported CPUID");
 	free(s);
 	free(d);
 	fx_free(f);
