@@ -15,12 +15,15 @@ started, then one `ok - ...` line per check, and exits 0 (pass), 1 (fail) or
 Environment: VMHOP (the vmhop binary to test; default $VMHOP_BUILDDIR/vmhop),
 VMHOP_CACHE (where the kernel package is unpacked; default
 $VMHOP_BUILDDIR/.cache/nested), VMHOP_NESTED_KEEP=1 keeps the work directory,
-VMHOP_NESTED_SKIP=1 skips every scenario (e.g. for a quick `make check`).
+VMHOP_NESTED_SKIP=1 skips every scenario (e.g. for a quick `make check`),
+VMHOP_NESTED_MIGRATE_PIN=1 pins `migrate`'s processes to CPU 0 while they
+take their host profiles (once a workaround for a pre-flight defect).
 Nothing is installed on this machine: the kernel package is fetched with
 `apt-get download` and unpacked with `dpkg-deb -x`.
 """
 import fcntl
 import glob
+import json
 import lzma
 import os
 import re
@@ -257,6 +260,21 @@ load_virtio() {
 		insmod /lib/modules/$m.ko || say "insmod $m failed"
 	done
 }
+wait_vda() {
+	n=0; while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+	say "vda $(ls -l /dev/vda 2>&1) size=$(cat /sys/block/vda/size 2>&1)"
+}
+# The quiet console shows only errors: kmsg_mark prints the boot's warnings
+# (level 4 and more severe) and empties the ring buffer, kmsg_dump prints
+# every message of level 5 (notice) or more severe logged since.
+kmsg_mark() {
+	dmesg -r | grep '^<[0-4]>' | while IFS= read -r l; do say "boot-kmsg: $l"; done
+	dmesg -c > /dev/null
+}
+kmsg_dump() {
+	dmesg -r | grep '^<[0-5]>' | while IFS= read -r l; do say "kmsg: $l"; done
+	say "kmsg end"
+}
 """
 
 L2_INIT_TAIL = r"""
@@ -319,10 +337,25 @@ L2_CPU="--cpu-model host-noxsave"
 # ours; wait_vmhop leaves its exit code in $rc. A watchdog stops a vmhop
 # that runs longer than $VMHOP_LIMIT seconds, after asking for its status.
 VMHOP_LIMIT=240
+# With STAMPS set, the console also goes through stamp_hb into
+# /tmp/l2.stamps: every heartbeat line prefixed with L1's uptime when it
+# arrived (an outside clock for the guest's).
+stamp_hb() {
+	while IFS= read -r l; do
+		case "$l" in *"WL: HB "*) read -r up idle < /proc/uptime; echo "$up $l";; esac
+	done
+}
 run_vmhop() {
 	say "vmhop run $* uptime=$(cut -d' ' -f1 /proc/uptime)"
 	: > /tmp/l2.log
-	vmhop run -v --control /tmp/ctl.sock "$@" >> /tmp/l2.log 2> /tmp/vmhop.err &
+	if [ -n "$STAMPS" ]; then
+		rm -f /tmp/l2.fifo
+		mkfifo /tmp/l2.fifo
+		tee -a /tmp/l2.log < /tmp/l2.fifo | stamp_hb > /tmp/l2.stamps &
+		vmhop run -v --control /tmp/ctl.sock "$@" > /tmp/l2.fifo 2> /tmp/vmhop.err &
+	else
+		vmhop run -v --control /tmp/ctl.sock "$@" >> /tmp/l2.log 2> /tmp/vmhop.err &
+	fi
 	vmhop_pid=$!
 	tail -f /tmp/l2.log &
 	tail_pid=$!
@@ -340,9 +373,30 @@ wait_vmhop() {
 	while read -r l; do say "vmhop: $l"; done < /tmp/vmhop.err
 	say "vmhop-exit=$rc uptime=$(cut -d' ' -f1 /proc/uptime)"
 }
+# follow FILE PREFIX: the console of a second vmhop process (a migration's
+# destination, a restored checkpoint) on ours, each line prefixed; stop it
+# with kill $follow_pid.
+follow() {
+	rm -f /tmp/follow.fifo
+	mkfifo /tmp/follow.fifo
+	while IFS= read -r l; do echo "$2$l"; done < /tmp/follow.fifo &
+	tail -f "$1" > /tmp/follow.fifo &
+	follow_pid=$!
+}
+# watchdog PID NAME SOCKET: stop PID after $VMHOP_LIMIT seconds, after
+# asking its control socket for the status; leaves its own pid in $dog_pid.
+watchdog() {
+	( sleep $VMHOP_LIMIT
+	  say "watchdog: $2 still running after ${VMHOP_LIMIT}s: $(vmhop ctl --control $3 --json query-status 2>&1)"
+	  kill $1 ) &
+	dog_pid=$!
+}
+up_s() { cut -d' ' -f1 /proc/uptime; }
+alive() { [ -r /proc/$1/stat ] && ! grep -q ') Z ' /proc/$1/stat; }
 wait_l2_line() {
 	n=0
 	while ! grep -q "$1" /tmp/l2.log; do
+		alive $vmhop_pid || { say "vmhop exited while waiting for '$1'"; return 1; }
 		sleep 1
 		n=$((n + 1))
 		[ $n -lt $2 ] || { say "timeout waiting for '$1'"; return 1; }
@@ -689,6 +743,363 @@ wait_vmhop
               f"the workload's own verdict ({m.group(0) if m else 'none'})")
 
 
+def prefixed(res, prefix, pattern):
+    """Matches of `pattern` on the console lines of a second vmhop process
+    (lines starting with `prefix`, see follow() in L1's init)."""
+    rx = re.compile(pattern)
+    return [m for m in (rx.search(l[len(prefix):]) for l in res.text if l.startswith(prefix)) if m]
+
+
+def unprefixed(res, pattern):
+    """Matches of `pattern` on the lines of the first (or only) vmhop."""
+    rx = re.compile(pattern)
+    return [m for m in (rx.search(l) for l in res.text if not re.match(r"(dst|rst|joined|stamp)\| ", l)) if m]
+
+
+def heartbeat_list(matches):
+    return [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for m in matches]
+
+
+HB_RX = r"^WL: HB seq=(\d+) mono=([\d.]+) real=([\d.]+)"
+JUMP_RX = r"^WL: JUMP mono=([\d.]+) real=([\d.]+) excess_ms=([\d.]+)"
+
+
+def verdict_fields(line):
+    return {k: v for k, v in re.findall(r"(\w+)=(\S+)", line)}
+
+
+def check_kmsg(res, prefix):
+    """L2's own log while the workload ran (kmsg_mark .. kmsg_dump): no
+    message of warning level or worse, no lockup/clocksource/virtio/RCU
+    complaint at any level up to notice."""
+    boot = prefixed(res, prefix, r"L2: boot-kmsg: (.*)")
+    if boot:
+        log(f"L0: L2 boot warnings (before the workload, not judged): {len(boot)}")
+    check(prefixed(res, prefix, r"L2: kmsg end") != [], "L2 dumped its kernel log after the workload")
+    msgs = [m.group(1) for m in prefixed(res, prefix, r"L2: kmsg: (.*)")]
+    for m in msgs:
+        log(f"L0: L2 kmsg during the workload: {m}")
+    bad = [m for m in msgs if re.match(r"<[0-4]>", m) or
+           re.search(r"(?i)lockup|clocksource|virtio|rcu|hung task|timekeeping|tsc|watchdog|stall", m)]
+    check(not bad, "L2's kernel logged no warning while the workload ran (no lockup, clocksource, virtio "
+          "or RCU complaint)" + (f": {bad[0]}" if bad else f" ({len(msgs)} notices)"))
+
+
+def check_disk_image(path, block0, seqs):
+    with open(path, "rb") as f:
+        for seq in seqs:
+            f.seek((block0 + seq) * 4096)
+            got = f.read(4096)
+            if got != disk_block(seq):
+                return seq
+    return None
+
+
+def disk_block(seq):
+    """workload.c's disk pattern for heartbeat `seq`."""
+    return b"".join(b"%-31s\n" % (b"WL-DISK seq=%06d line=%03d" % (seq, i)) for i in range(128))
+
+
+L2_WORKLOAD_DISK = r"""
+load_virtio
+wait_vda
+kmsg_mark
+workload beats=BEATS interval_ms=1000 dirty_mib=16 disk=/dev/vda disk_block=256 watch_ms=25 EXTRA
+say "workload-exit=$?"
+kmsg_dump
+"""
+
+
+class Migrate(Scenario):
+    name = "migrate"
+    doc = ("live migration inside L1 over loopback TCP, memory dirtied and a virtio-blk disk "
+           "(cache=none, shared) written: PASS on the destination, clocks, no warnings")
+    BEATS = 30
+    MOVE_AT = 4
+    # The pre-flight's cpu-model rule for a host model (host-noxsave; the
+    # named models need VME, which this KVM does not offer) once compared
+    # the APIC ids KVM_GET_SUPPORTED_CPUID reports for the CPU the ioctl ran
+    # on, and failed when the two processes took their profiles on different
+    # CPUs; fixed in compat-cpu.c. VMHOP_NESTED_MIGRATE_PIN=1 still pins both
+    # to CPU 0 while they take them, to compare.
+    PIN = os.environ.get("VMHOP_NESTED_MIGRATE_PIN", "0") == "1"
+    l2_body = L2_WORKLOAD_DISK.replace("BEATS", str(BEATS)).replace(" EXTRA", "")
+    l1_body = r"""
+PIN=PIN_FLAG
+STAMPS=1
+ip link set lo up
+say "lo: $(ip addr show dev lo 2>&1 | grep -o 'inet [0-9./]*') $(ip link show dev lo 2>&1 | grep -o 'state [A-Z]*')"
+run_vmhop --kernel /l2/vmlinuz --initrd /l2/initrd --cmdline "$L2_CMDLINE" $L2_CPU --cpus 2 --memory 512M --disk /dev/vda,cache=none
+: > /tmp/l2-dst.log
+rm -f /tmp/dst.fifo
+mkfifo /tmp/dst.fifo
+tee -a /tmp/l2-dst.log < /tmp/dst.fifo | stamp_hb > /tmp/dst.stamps &
+${PIN:+taskset -c 0} vmhop migrate-recv -v --listen tcp:127.0.0.1:4444 --control /tmp/dst.sock > /tmp/dst.fifo 2> /tmp/recv.err &
+recv_pid=$!
+watchdog $recv_pid migrate-recv /tmp/dst.sock
+recv_dog=$dog_pid
+follow /tmp/l2-dst.log "dst| "
+if wait_l2_line "HB seq=MOVE_AT " 150; then
+	: > /tmp/send.err
+	if [ -n "$PIN" ]; then
+		say "pinned: source main thread $(taskset -p 1 $vmhop_pid | tail -1), destination $(taskset -p $recv_pid)"
+		# Both profiles are taken by the time round 1 starts: unpin then.
+		( n=0; until grep -q "active" /tmp/send.err || [ $n -ge 600 ]; do sleep 0.1; n=$((n + 1)); done
+		  taskset -a -p 3 $recv_pid > /dev/null; taskset -a -p 3 $vmhop_pid > /dev/null
+		  say "unpinned at round 1: destination threads $(for t in /proc/$recv_pid/task/*; do echo "$(cat $t/comm):$(taskset -p ${t##*/} | sed 's/.*: //')"; done)" ) &
+	fi
+	say "migrate-send start uptime=$(up_s)"
+	vmhop migrate-send --control /tmp/ctl.sock --to tcp:127.0.0.1:4444 --timeout 90 --json > /tmp/send.out 2> /tmp/send.err
+	send_rc=$?
+	say "migrate-send end uptime=$(up_s)"
+	while IFS= read -r l; do say "send-err: $l"; done < /tmp/send.err
+	while IFS= read -r l; do say "send-out: $l"; done < /tmp/send.out
+	say "migrate-send-exit=$send_rc"
+	[ $send_rc -eq 0 ] || kill $recv_pid 2>/dev/null
+else
+	kill $recv_pid 2>/dev/null
+fi
+wait_vmhop
+wait $recv_pid
+drc=$?
+kill $recv_dog 2>/dev/null
+sleep 1
+kill $follow_pid 2>/dev/null
+while IFS= read -r l; do say "recv: $l"; done < /tmp/recv.err
+say "dst-exit=$drc uptime=$(up_s)"
+# Both consoles joined: a line the guest was printing when it stopped on the
+# source is finished on the destination.
+cat /tmp/l2.log /tmp/l2-dst.log | grep -a '^WL: ' | while IFS= read -r l; do echo "joined| $l"; done
+while IFS= read -r l; do echo "stamp| src $l"; done < /tmp/l2.stamps
+while IFS= read -r l; do echo "stamp| dst $l"; done < /tmp/dst.stamps
+""".replace("MOVE_AT", str(MOVE_AT)).replace("PIN_FLAG", "1" if PIN else "")
+
+    def prepare(self, work):
+        self.l1_disk = os.path.join(work, "disk.img")
+        with open(self.l1_disk, "wb") as f:
+            f.truncate(64 << 20)
+
+    def verify(self, res):
+        l2_boot_time(res)
+        check(res.first(r"^L1: lo: inet 127\.0\.0\.1") is not None, "L1's loopback is up (127.0.0.1)")
+        check_l2_basics(res, 2, 512)
+        m = res.first(r"^L1: migrate-send-exit=(\d+)")
+        check(m is not None, "L1 ran vmhop migrate-send once the workload was running")
+        js = res.first(r"^L1: send-out: (\{.*\})\s*$")
+        check(js is not None, "migrate-send --json printed a JSON object")
+        summary = json.loads(js.group(1))
+        log(f"L0: migration: { {k: v for k, v in summary.items() if k != 'preflight'} }")
+        check(m.group(1) == "0" and summary.get("status") == "completed",
+              f"migrate-send exited 0 with status completed ({m.group(0)}, {summary.get('status')}, "
+              f"{summary.get('error', '')})")
+        downtime = float(summary["downtime_ms"])
+        check(res.first(r"^L1: recv: .*received the guest from .*running it") is not None,
+              "migrate-recv received the guest and ran it")
+        check(res.first(r"^L1: vmhop-exit=0 ") is not None, "the source vmhop exited 0 after the move")
+        m = res.first(r"^L1: dst-exit=(\d+)")
+        check(m is not None and m.group(1) == "0",
+              f"the destination exited 0 when the guest powered off ({m.group(0) if m else 'no exit line'})")
+        check(prefixed(res, "dst| ", r"L2: poweroff") != [], "the guest powered off on the destination (ACPI S5)")
+        check(prefixed(res, "dst| ", r"L2: workload-exit=0") != [], "the workload exited 0 on the destination")
+
+        hbs = heartbeat_list(prefixed(res, "joined| ", HB_RX))
+        check([h[0] for h in hbs] == list(range(1, self.BEATS + 1)),
+              f"{self.BEATS} heartbeats in order across both consoles ({[h[0] for h in hbs]})")
+        dst = [int(m.group(1)) for m in prefixed(res, "dst| ", HB_RX)]
+        src = [int(m.group(1)) for m in unprefixed(res, r"WL: HB seq=(\d+) mono")]
+        check(src and dst and min(dst) > self.MOVE_AT and max(dst) == self.BEATS,
+              f"the workload ran on the source (heartbeats {min(src) if src else '-'}..{max(src) if src else '-'}) "
+              f"and kept going on the destination ({min(dst) if dst else '-'}..{max(dst) if dst else '-'})")
+        gaps = [b[1] - a[1] for a, b in zip(hbs, hbs[1:])]
+        log(f"L0: monotonic gaps between heartbeats: {' '.join(f'{g:.2f}' for g in gaps)}")
+        move = min(dst) - 1  # gaps[move - 1] is between heartbeats move and move+1
+        others = sorted(g for i, g in enumerate(gaps) if i != move - 1)
+        log(f"L0: heartbeat gap across the move {gaps[move - 1]:.3f}s, median of the others "
+            f"{others[len(others) // 2]:.3f}s, downtime {downtime:.1f} ms")
+        check(min(gaps) > 0, "CLOCK_MONOTONIC never goes backwards between heartbeats")
+        check(all(b[2] >= a[2] for a, b in zip(hbs, hbs[1:])),
+              "CLOCK_REALTIME never goes backwards between heartbeats, move included")
+        v = prefixed(res, "dst| ", r"WL: VERDICT (PASS|FAIL)(.*)")
+        check(len(v) == 1 and v[0].group(1) == "PASS",
+              f"the workload's verdict on the destination: memory, disk and clocks "
+              f"({v[0].group(0) if v else 'no verdict'})")
+        f = verdict_fields(v[0].group(2))
+        check(int(f.get("disk_blocks", 0)) == self.BEATS and f.get("ahead") == "0",
+              f"L2 wrote, read back and re-read after the move all {self.BEATS} disk blocks")
+        # The jump of the guest's clock across the move, against an outside
+        # clock: L1's uptime when each heartbeat line arrived (10 ms steps).
+        st = [(m.group(1), float(m.group(2)), int(m.group(3)), float(m.group(4)))
+              for m in prefixed(res, "stamp| ", r"^(src|dst) ([\d.]+) .*WL: HB seq=(\d+) mono=([\d.]+) ")]
+        src_st = [x for x in st if x[0] == "src"]
+        dst_st = [x for x in st if x[0] == "dst"]
+        check(src_st and dst_st, f"L1 timestamped heartbeats on both sides ({len(src_st)} + {len(dst_st)})")
+        a, b = src_st[-1], dst_st[0]
+        jump_ms = ((b[3] - a[3]) - (b[1] - a[1])) * 1000
+        noise = [((y[3] - x[3]) - (y[1] - x[1])) * 1000 for side in (src_st, dst_st) for x, y in zip(side, side[1:])]
+        log(f"L0: across the move (heartbeats {a[2]} -> {b[2]}): guest CLOCK_MONOTONIC +{b[3] - a[3]:.3f}s, "
+            f"L1's clock +{b[1] - a[1]:.3f}s: jump {jump_ms:+.0f} ms; between heartbeats on one side "
+            f"{min(noise):+.0f}..{max(noise):+.0f} ms")
+        check(jump_ms <= downtime + 200,
+              f"the guest's CLOCK_MONOTONIC did not jump by more than the downtime + 200 ms across the move "
+              f"(jump {jump_ms:+.0f} ms against L1's clock, downtime {downtime:.1f} ms)")
+        jumps = [float(m.group(3)) for m in prefixed(res, "joined| ", JUMP_RX)]
+        excess = float(f["max_excess_ms"])
+        log(f"L0: clock watcher (the guest's own view, not judged: a late wakeup looks the same as a jump): "
+            f"max excess {excess:.1f} ms over {f.get('watch_samples')} sleeps of 25 ms; over 100 ms: {jumps}")
+        check_kmsg(res, "dst| ")
+        bad = check_disk_image(self.l1_disk, 256, range(1, self.BEATS + 1))
+        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the image file afterwards"
+              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+
+
+class Snapshot(Scenario):
+    name = "snapshot"
+    doc = ("checkpoint the running guest (--disks external), let it run on and quit it, restore "
+           "in a new vmhop: heartbeats resume, PASS, clocks, no warnings")
+    BEATS = 24
+    CKPT_AT = 4
+    RUN_ON = 4
+    l2_body = L2_WORKLOAD_DISK.replace("BEATS", str(BEATS)).replace("EXTRA", "disk_ahead=report trace=1")
+    l1_body = r"""
+hb_last() { grep -a -o 'WL: HB seq=[0-9]* ' $1 | tail -1 | grep -o '[0-9][0-9]*'; }
+run_vmhop --kernel /l2/vmlinuz --initrd /l2/initrd --cmdline "$L2_CMDLINE" $L2_CPU --cpus 2 --memory 512M --disk /dev/vda,cache=none
+if wait_l2_line "HB seq=CKPT_AT " 150; then
+	say "snapshot create start hb=$(hb_last /tmp/l2.log) uptime=$(up_s)"
+	vmhop snapshot create --control /tmp/ctl.sock --output /tmp/ckpt.vmhop --disks external --json > /tmp/snap.out 2> /tmp/snap.err
+	src=$?
+	ck=$(hb_last /tmp/l2.log)
+	say "snapshot create end hb=$ck uptime=$(up_s)"
+	while IFS= read -r l; do say "snap-err: $l"; done < /tmp/snap.err
+	while IFS= read -r l; do say "snap-out: $l"; done < /tmp/snap.out
+	say "snapshot-create-exit=$src"
+	vmhop snapshot info /tmp/ckpt.vmhop 2>&1 | head -12 | while IFS= read -r l; do say "info: $l"; done
+	# The original runs on and writes more disk blocks, then is stopped.
+	wait_l2_line "HB seq=$((ck + RUN_ON)) " 90
+	say "quit: $(vmhop ctl --control /tmp/ctl.sock quit 2>&1) uptime=$(up_s)"
+fi
+wait_vmhop
+say "original last hb=$(hb_last /tmp/l2.log)"
+if [ -e /tmp/ckpt.vmhop ]; then
+	: > /tmp/l2-rst.log
+	say "snapshot restore start uptime=$(up_s)"
+	vmhop snapshot restore /tmp/ckpt.vmhop --control /tmp/rst.sock >> /tmp/l2-rst.log 2> /tmp/rst.err &
+	rst_pid=$!
+	watchdog $rst_pid "snapshot restore" /tmp/rst.sock
+	rst_dog=$dog_pid
+	follow /tmp/l2-rst.log "rst| "
+	# A restored guest that stops making progress: show where, then stop it.
+	last=0; still=0
+	while alive $rst_pid; do
+		sleep 5
+		n=$(grep -c 'WL: HB' /tmp/l2-rst.log)
+		if [ "$n" = "$last" ]; then still=$((still + 5)); else still=0; last=$n; fi
+		if [ $still -ge 60 ]; then
+			say "restored guest: no heartbeat for 60 s ($n so far); threads (name state utime stime), 2 s apart:"
+			for t in /proc/$rst_pid/task/*; do say "  $(cat $t/comm) $(cut -d' ' -f3,14,15 $t/stat)"; done
+			sleep 2
+			for t in /proc/$rst_pid/task/*; do say "  $(cat $t/comm) $(cut -d' ' -f3,14,15 $t/stat)"; done
+			say "status: $(vmhop ctl --control /tmp/rst.sock --json query-status 2>&1)"
+			kill $rst_pid
+			break
+		fi
+	done
+	wait $rst_pid
+	rrc=$?
+	kill $rst_dog 2>/dev/null
+	sleep 1
+	kill $follow_pid 2>/dev/null
+	while IFS= read -r l; do say "restore: $l"; done < /tmp/rst.err
+	say "restore-exit=$rrc uptime=$(up_s)"
+fi
+""".replace("CKPT_AT", str(CKPT_AT)).replace("RUN_ON", str(RUN_ON))
+
+    def prepare(self, work):
+        self.l1_disk = os.path.join(work, "disk.img")
+        with open(self.l1_disk, "wb") as f:
+            f.truncate(64 << 20)
+
+    def verify(self, res):
+        l2_boot_time(res)
+        check_l2_basics(res, 2, 512)
+        m = res.first(r"^L1: snapshot-create-exit=(\d+)")
+        check(m is not None, "L1 ran vmhop snapshot create once the workload was running")
+        js = res.first(r"^L1: snap-out: (\{.*\})\s*$")
+        check(m.group(1) == "0" and js is not None,
+              f"snapshot create --disks external exited 0 with a JSON reply ({m.group(0)})")
+        reply = json.loads(js.group(1))
+        reply = reply.get("return", reply)
+        log(f"L0: checkpoint: {reply}")
+        check(reply.get("disks") == "external", f"the checkpoint records its disks as external ({reply.get('disks')})")
+        pause = float(reply["pause_ms"])
+        t0 = res.time_of(r"^L1: snapshot create start")
+        t1 = res.time_of(r"^L1: snapshot create end")
+        start_hb = int(res.first(r"^L1: snapshot create start hb=(\d+)").group(1))
+        end_hb = int(res.first(r"^L1: snapshot create end hb=(\d+)").group(1))
+        log(f"L0: snapshot create took {t1 - t0:.1f}s seen from L0, pause {pause:.1f} ms, "
+            f"between heartbeats {start_hb} and {end_hb + 1}")
+        check(res.first(r"^L1: quit: ") is not None and res.first(r"^L1: vmhop-exit=0 ") is not None,
+              "the original ran on, then stopped with quit and exited 0")
+        orig_last = int(res.first(r"^L1: original last hb=(\d+)").group(1))
+        m = res.first(r"^L1: restore-exit=(\d+)")
+        check(m is not None and m.group(1) == "0",
+              f"the new vmhop process (snapshot restore) exited 0 when the guest powered off "
+              f"({m.group(0) if m else 'no exit line'})")
+        check(prefixed(res, "rst| ", r"L2: poweroff") != [], "the restored guest powered off (ACPI S5)")
+        check(prefixed(res, "rst| ", r"L2: workload-exit=0") != [], "the workload exited 0 in the restored guest")
+
+        # (The last line may be cut short by the quit: only its number counts.)
+        orig_seqs = [int(m.group(1)) for m in unprefixed(res, r"WL: HB seq=(\d+) ")]
+        orig = heartbeat_list(unprefixed(res, r"WL: HB seq=(\d+) mono=([\d.]+) real=([\d.]+)"))
+        rst = heartbeat_list(prefixed(res, "rst| ", HB_RX))
+        check(orig_seqs == list(range(1, orig_last + 1)) and orig_last >= end_hb + self.RUN_ON,
+              f"the original ran on after the checkpoint (heartbeats 1..{orig_last})")
+        first = rst[0][0] if rst else None
+        check(first is not None and start_hb + 1 <= first <= end_hb + 2,
+              f"the restored guest's heartbeats continue from the checkpointed one (first {first}, "
+              f"checkpoint taken after heartbeat {start_hb}..{end_hb})")
+        check([h[0] for h in rst] == list(range(first, self.BEATS + 1)),
+              f"the restored guest's heartbeats run in order to {self.BEATS}")
+        before = [h for h in orig if h[0] == first - 1][0]
+        log(f"L0: across the restore: CLOCK_MONOTONIC {before[1]:.3f} -> {rst[0][1]:.3f} "
+            f"({rst[0][1] - before[1]:.3f}s between heartbeats {first - 1} and {first}), "
+            f"CLOCK_REALTIME {rst[0][2] - before[2]:+.3f}s")
+        timeline = [h for h in orig if h[0] < first] + rst
+        gaps = [b[1] - a[1] for a, b in zip(timeline, timeline[1:])]
+        log(f"L0: monotonic gaps between heartbeats (restored timeline): {' '.join(f'{g:.2f}' for g in gaps)}")
+        check(min(gaps) > 0, "CLOCK_MONOTONIC never goes backwards (checkpoint, then the restored guest)")
+        check(all(b[2] >= a[2] for a, b in zip(timeline, timeline[1:])),
+              "CLOCK_REALTIME never goes backwards (checkpoint, then the restored guest)")
+        v = prefixed(res, "rst| ", r"WL: VERDICT (PASS|FAIL)(.*)")
+        check(len(v) == 1 and v[0].group(1) == "PASS",
+              f"the workload's verdict in the restored guest: memory, disk I/O and clocks "
+              f"({v[0].group(0) if v else 'no verdict'})")
+        f = verdict_fields(v[0].group(2))
+        excess = float(f["max_excess_ms"])
+        jumps_orig = [float(m.group(3)) for m in unprefixed(res, JUMP_RX.replace("^", ""))]
+        jumps_rst = [float(m.group(3)) for m in prefixed(res, "rst| ", JUMP_RX)]
+        log(f"L0: clock watcher: restored timeline max excess {excess:.1f} ms; excesses over 100 ms: "
+            f"original {jumps_orig}, restored {jumps_rst}")
+        check(excess <= pause + 200 and all(j <= pause + 200 for j in jumps_orig),
+              f"CLOCK_MONOTONIC never jumped by more than the checkpoint's pause + 200 ms "
+              f"(largest {max([excess] + jumps_orig):.1f} ms, pause {pause:.1f} ms)")
+        ahead = int(f.get("ahead", -1))
+        later = orig_last - (first - 1)
+        check(int(f.get("disk_blocks", 0)) == self.BEATS,
+              f"the restored guest sees its disk: it wrote, read back and re-read its {self.BEATS} blocks")
+        # --disks external: the disk is not part of the checkpoint, so the
+        # restored guest finds what the original wrote after it.
+        check(later <= ahead <= later + 1,
+              f"with --disks external the restored guest finds the {ahead} block(s) the original "
+              f"wrote after the checkpoint (expected {later}, or one more written before its heartbeat)")
+        log("L0: NOT TESTED: the disk as it was at the checkpoint. It needs --disks include, whose "
+            "restore creates a new image (--disk-map) that cache=none must open with O_DIRECT: L1 "
+            "has only tmpfs, which has no O_DIRECT in this kernel")
+        check_kmsg(res, "rst| ")
+        bad = check_disk_image(self.l1_disk, 256, range(1, self.BEATS + 1))
+        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the image file afterwards"
+              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+
+
 class Bench(Scenario):
     name = "bench"
     doc = "boot time to L2's init and to its exit, vmhop beside Debian's QEMU (-enable-kvm) in L1 (not a test)"
@@ -771,7 +1182,8 @@ done
         check(done == self.ROUNDS, f"every boot ran to the end ({done}/{self.ROUNDS})")
 
 
-SCENARIOS = {s.name: s for s in (Boot, MpTable, Pvh, Disk, DiskIntx, Clock, Bench, Stress)}
+SCENARIOS = {s.name: s for s in (Boot, MpTable, Pvh, Disk, DiskIntx, Clock, Migrate, Snapshot,
+                                  Bench, Stress)}
 
 
 def main(argv):
