@@ -589,6 +589,7 @@ static int commit(struct engine *g, uint64_t t_pause)
 	struct json_object *msg = NULL;
 	int rc = mig__recv(&m->ch, 0, "ready", "the destination's ready", &msg, &g->e);
 	json_object_put(msg);
+	msg = NULL;	/* reused below: a failed recv leaves it untouched */
 	if (rc < 0 || (rc = fault(g, "ready")) < 0)
 		return fail(g, rc);
 	/* A destination that gave up meanwhile has closed the connection: find
