@@ -170,6 +170,11 @@ static int parse(int argc, char **argv, struct recv_args *a)
 		fprintf(stderr, WHO ": --listen: %s\n", e.msg);
 		return 2;
 	}
+	if (addr.kind == CHANNEL_FILE) {
+		fprintf(stderr, WHO ": --listen %s: a live migration needs tcp:, tls: or unix: "
+			"(file: holds a recorded stream)\n", a->listen);
+		return 2;
+	}
 	if (addr.kind == CHANNEL_TLS && (!a->tls.ca || !a->tls.cert || !a->tls.key)) {
 		char missing[64] = "";
 		const char *what[] = { a->tls.ca ? NULL : "--tls-ca FILE",

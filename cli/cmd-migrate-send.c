@@ -155,6 +155,11 @@ static int parse(int argc, char **argv, struct send_opts *o)
 				fprintf(stderr, WHO ": --to: %s\n", e.msg);
 				return 2;
 			}
+			if (addr.kind == CHANNEL_FILE) {
+				fprintf(stderr, WHO ": --to %s: a live migration needs tcp:, tls: or "
+					"unix: (file: holds a recorded stream)\n", optarg);
+				return 2;
+			}
 			json_object_object_add(o->args, "uri", json_object_new_string(optarg));
 			break;
 		case OPT_DOWNTIME:

@@ -120,6 +120,9 @@ int migrate__params_from_json(struct migrate_params *p, struct json_object *args
 	struct channel_addr a;
 	if (r > 0)
 		r = channel__parse_uri(uri, false, &a, e);
+	if (r >= 0 && a.kind == CHANNEL_FILE)
+		r = err__set(e, EINVAL, "migrate: %s: a file: channel carries a recorded stream, not "
+			     "a live migration (use tcp:, tls: or unix:)", uri);
 	if (r >= 0)
 		r = control__arg_u64(args, "migrate", "max_downtime_ms", 1, 3600000, &p->max_downtime_ms, e);
 	if (r >= 0)

@@ -19,6 +19,8 @@ const struct channel_ops *channel__ops(enum channel_kind kind)
 		[CHANNEL_TCP] = &channel__tcp_ops,
 		[CHANNEL_UNIX] = &channel__unix_ops,
 		[CHANNEL_TLS] = &channel__tls_ops,
+		[CHANNEL_FILE] = &channel__file_ops,
+		[CHANNEL_FAULT] = &channel__fault_ops,
 	};
 	return (unsigned)kind < CHANNEL_KINDS ? table[kind] : &channel__tcp_ops;
 }
@@ -166,6 +168,28 @@ void channel__shutdown(struct channel *c)
 		(void)shutdown(c->fd, SHUT_RDWR);	/* only fails if already gone */
 }
 
+int channel__flush(struct channel *c)
+{
+	const struct channel_ops *o = channel__ops(c->kind);
+	if (c->fd < 0)
+		return -EBADF;
+	return o->flush ? o->flush(c) : 0;
+}
+
+int channel__pair(struct channel *a, struct channel *b, struct err *e)
+{
+	int sv[2];
+	*a = (struct channel){ .kind = CHANNEL_UNIX, .fd = -1 };
+	*b = (struct channel){ .kind = CHANNEL_UNIX, .fd = -1 };
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return err__setsys(e, errno, "cannot make a channel pair");
+	a->fd = sv[0];
+	b->fd = sv[1];
+	snprintf(a->peer, sizeof(a->peer), "pair:1");
+	snprintf(b->peer, sizeof(b->peer), "pair:0");
+	return 0;
+}
+
 void channel__close(struct channel *c)
 {
 	channel__ops(c->kind)->close(c);
@@ -208,6 +232,13 @@ int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *
 	c->kind = l->kind;
 	c->fd = -1;
 	c->tls = NULL;
+	c->fault = NULL;
+	const struct channel_ops *o = channel__ops(l->kind);
+	if (o->accept) {
+		c->timeout_ms = 0;
+		snprintf(c->peer, sizeof(c->peer), "%s", l->local);
+		return o->accept(l, timeout_ms, c, e);
+	}
 	/* The listener is non-blocking: a client that resets between poll and
 	 * accept sends us back to waiting rather than blocking in accept. */
 	for (;;) {
@@ -228,7 +259,6 @@ int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			return err__setsys(e, errno, "accepting on %s", l->local);
 	}
-	const struct channel_ops *o = channel__ops(l->kind);
 	c->timeout_ms = 0;
 	if (l->kind == CHANNEL_UNIX)
 		snprintf(c->peer, sizeof(c->peer), "%s", l->local);
@@ -244,6 +274,7 @@ int channel__connect_tls(const char *uri, int timeout_ms, const struct channel_t
 	c->kind = CHANNEL_TCP;
 	c->fd = -1;
 	c->tls = NULL;
+	c->fault = NULL;
 	int r = channel__parse_uri(uri, false, &a, e);
 	if (r < 0)
 		return r;

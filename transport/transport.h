@@ -19,6 +19,11 @@ struct channel_ops {
 	 * timeout). Closes fd on failure. */
 	int (*accepted)(struct channel_listener *l, int fd, struct channel *c, struct err *e);
 	void (*listener_close)(struct channel_listener *l);
+	/* Instead of the generic accept on a listening socket (file:); c's
+	 * kind, fd, tls, fault, timeout and peer are set beforehand. NULL:
+	 * the generic accept, then accepted. */
+	int (*accept)(struct channel_listener *l, int timeout_ms, struct channel *c,
+		      struct err *e);
 	int (*connect)(const char *uri, const struct channel_addr *a, int timeout_ms,
 		       const struct channel_tls_opts *tls, struct channel *c, struct err *e);
 	/* Never block: > 0 bytes moved, 0 at end of stream (recv only), -EAGAIN
@@ -32,12 +37,16 @@ struct channel_ops {
 	 * data or an end (a read would return), 0 when the transport consumed
 	 * it for itself (TLS records that are not data). NULL: always 1. */
 	int (*settle)(struct channel *c);
+	/* Makes what was written durable (file:); NULL: nothing to do. */
+	int (*flush)(struct channel *c);
 	void (*close)(struct channel *c);
 };
 
 extern const struct channel_ops channel__tcp_ops;
 extern const struct channel_ops channel__unix_ops;
 extern const struct channel_ops channel__tls_ops;
+extern const struct channel_ops channel__file_ops;
+extern const struct channel_ops channel__fault_ops;
 
 const struct channel_ops *channel__ops(enum channel_kind kind);
 

@@ -1,5 +1,5 @@
 /* Transport addresses: `tcp:HOST:PORT` and `tls:HOST:PORT`, HOST a name, an
- * IPv4 address or a bracketed IPv6 literal; `unix:PATH`. */
+ * IPv4 address or a bracketed IPv6 literal; `unix:PATH`; `file:PATH`. */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,18 +18,33 @@ static int parse_unix(const char *uri, struct channel_addr *a, struct err *e)
 	return 0;
 }
 
+static int parse_file(const char *uri, struct channel_addr *a, struct err *e)
+{
+	const char *path = uri + 5;
+	a->kind = CHANNEL_FILE;
+	if (!*path)
+		return err__set(e, EINVAL, "address %s: missing path (expected file:PATH)", uri);
+	if (strlen(path) >= sizeof(a->host))
+		return err__set(e, EINVAL, "address %s: the path is longer than %zu bytes", uri,
+				sizeof(a->host) - 1);
+	snprintf(a->host, sizeof(a->host), "%s", path);
+	return 0;
+}
+
 int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, struct err *e)
 {
 	memset(a, 0, sizeof(*a));
 	if (!strncmp(uri, "unix:", 5))
 		return parse_unix(uri, a, e);
+	if (!strncmp(uri, "file:", 5))
+		return parse_file(uri, a, e);
 	if (!strncmp(uri, "tcp:", 4))
 		a->kind = CHANNEL_TCP;
 	else if (!strncmp(uri, "tls:", 4))
 		a->kind = CHANNEL_TLS;
 	else
 		return err__set(e, EINVAL, "address %s: unknown transport (expected tcp:HOST:PORT, "
-				"tls:HOST:PORT or unix:PATH)", uri);
+				"tls:HOST:PORT, unix:PATH or file:PATH)", uri);
 	const char *h = uri + 4, *colon;
 	size_t hlen;
 	if (*h == '[') {

@@ -3,7 +3,19 @@
  * an fd that poll() understands; each transport is an ops table behind the
  * same calls (transport/transport.h). Addresses are URIs: `tcp:HOST:PORT`
  * (HOST may be `[v6addr]`), `tls:HOST:PORT` (TLS 1.3 over TCP, mutual X.509
- * authentication), `unix:PATH`.
+ * authentication), `unix:PATH`, `file:PATH` (a recorded stream: see below).
+ *
+ * file:PATH is one-way. channel__connect("file:PATH") creates PATH for
+ * writing (O_CREAT|O_EXCL, mode 0600: an existing file is never clobbered,
+ * -EEXIST); channel__listen("file:PATH") opens an existing PATH for reading
+ * and channel__accept hands that reader out once. Reads on the writer and
+ * writes on the reader fail with -EBADF. Disk I/O is not bounded by the
+ * timeout. channel__flush (and channel__close, which cannot report it)
+ * fsyncs the file and its directory.
+ *
+ * For tests: channel__pair makes two connected in-memory channels (a
+ * socketpair), and channel__fault_wrap puts a fault-injecting wrapper
+ * around any channel (see struct channel_fault_spec).
  *
  * Every blocking call is bounded by the channel's I/O timeout, so a peer that
  * stops reading or writing turns into -ETIMEDOUT instead of a hang. */
@@ -25,12 +37,14 @@ enum channel_kind {
 	CHANNEL_TCP,
 	CHANNEL_UNIX,
 	CHANNEL_TLS,
+	CHANNEL_FILE,
+	CHANNEL_FAULT,		/* a wrapper from channel__fault_wrap */
 	CHANNEL_KINDS
 };
 
 struct channel_addr {
 	enum channel_kind kind;
-	char host[256];		/* without the brackets of an IPv6 literal; unix: the path */
+	char host[256];		/* without the brackets of an IPv6 literal; unix:, file: the path */
 	char port[8];		/* empty for unix: */
 };
 
@@ -52,6 +66,7 @@ struct channel_tls_opts {
 
 struct channel_tls;		/* transport/tls.c */
 struct channel_tls_server;
+struct channel_fault;		/* transport/fault.c */
 
 struct channel {
 	enum channel_kind kind;
@@ -59,6 +74,7 @@ struct channel {
 	int timeout_ms;		/* every read/write/wait; 0 = none */
 	char peer[CHANNEL_URI_MAX];	/* for messages */
 	struct channel_tls *tls;	/* tls: the session; NULL otherwise */
+	struct channel_fault *fault;	/* a fault wrapper's state; NULL otherwise */
 };
 
 struct channel_listener {
@@ -68,8 +84,8 @@ struct channel_listener {
 	struct channel_tls_server *tls;	/* tls: the context; NULL otherwise */
 };
 
-/* Parses "tcp:HOST:PORT", "tls:HOST:PORT" or "unix:PATH"; port 0 is allowed
- * only when listening. */
+/* Parses "tcp:HOST:PORT", "tls:HOST:PORT", "unix:PATH" or "file:PATH"; port
+ * 0 is allowed only when listening. */
 int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, struct err *e);
 
 int channel__listen(const char *uri, struct channel_listener *l, struct err *e);
@@ -99,8 +115,54 @@ ssize_t channel__read_some(struct channel *c, void *buf, size_t len);
 /* 1 when there is something to read (or the peer hung up), 0 after
  * timeout_ms (0: just look, < 0: wait for ever), -errno on error. */
 int channel__wait_readable(struct channel *c, int timeout_ms);
-/* Ends both directions now: the peer sees the connection drop. */
+/* Ends both directions now: the peer sees the connection drop. (file: has
+ * no peer: nothing happens.) */
 void channel__shutdown(struct channel *c);
+/* Makes what was written durable: file: fsyncs the file and its directory
+ * (0 or -errno); 0 for the other transports. */
+int channel__flush(struct channel *c);
 void channel__close(struct channel *c);
+
+/* ---- for tests ------------------------------------------------------------ */
+
+/* Two connected channels in this process (an AF_UNIX socketpair, kind
+ * CHANNEL_UNIX, peers named "pair:0" and "pair:1"), timeout 0. */
+int channel__pair(struct channel *a, struct channel *b, struct err *e);
+
+/* A fault, counted in bytes moved through the wrapper, each direction on
+ * its own (offset N is the N-th byte sent, or received, from 0):
+ *  CUT      after N bytes the connection is shut down under the wrapper:
+ *           the write that reaches N moves the bytes before it, then
+ *           writes fail with -EPIPE and reads with -ECONNRESET; the peer
+ *           reads the end at once, and its writes fail once the cut
+ *           channel is closed (a socket shut down still takes data).
+ *  STALL    after N bytes nothing moves any more in that direction: calls
+ *           wait for nothing and end in -ETIMEDOUT at the channel timeout
+ *           (with timeout 0 they wait for ever); a peer that hangs up
+ *           meanwhile ends them with -EPIPE / -ECONNRESET.
+ *  SHORT    every transfer moves 1..max_chunk bytes (default 7), chosen by
+ *           a generator seeded with at: partial transfers everywhere.
+ *  CORRUPT  byte N is flipped (xor 0xff), on its way out and on its way in
+ *           alike; the stream reader's CRC must catch it. */
+enum channel_fault_kind {
+	CHANNEL_FAULT_NONE,
+	CHANNEL_FAULT_CUT,
+	CHANNEL_FAULT_STALL,
+	CHANNEL_FAULT_SHORT,
+	CHANNEL_FAULT_CORRUPT,
+};
+
+struct channel_fault_spec {
+	enum channel_fault_kind kind;
+	uint64_t at;		/* N; SHORT: the seed */
+	unsigned max_chunk;	/* SHORT: 0 = 7 */
+};
+
+/* "cut@N", "stall@N", "short", "short:K" (1..K bytes at a time),
+ * "corrupt@N"; N and K decimal. */
+int channel__fault_parse(const char *spec, struct channel_fault_spec *f, struct err *e);
+/* Wraps *c (any connected channel) in place: *c becomes the wrapper, which
+ * owns the original and closes it with itself. Same fd, timeout and peer. */
+int channel__fault_wrap(struct channel *c, const struct channel_fault_spec *f, struct err *e);
 
 #endif

@@ -81,6 +81,10 @@ def test(ctx):
         rc, out, err = ctx.vmhop(["migrate-send", "--control", src.control, "--to",
                                   "tcp:127.0.0.1:1"] + bad)
         t.check(rc == 2 and words in err, f"migrate-send {' '.join(bad)} is refused: {err.strip()}")
+    rc, out, err = ctx.vmhop(["migrate-send", "--control", src.control, "--to", "file:" + ctx.path("x.stream")])
+    t.check(rc == 2 and "file:" in err, f"a file: destination is refused: {err.strip()}")
+    rc, out, err = ctx.vmhop(["migrate-recv", "--listen", "file:" + ctx.path("y.stream")])
+    t.check(rc == 2 and "file:" in err, f"a file: listener is refused: {err.strip()}")
     rc, out, err = ctx.vmhop(["migrate-send", "--control", src.control, "--to", "udp:1.2.3.4:5"])
     t.check(rc == 2 and "unknown transport" in err, f"an unknown transport is refused: {err.strip()}")
     rc, out, err = ctx.vmhop(["migrate-recv", "--listen", "tcp:127.0.0.1:99999"])

@@ -5,6 +5,7 @@
 MIGRATE_TESTS = \
 	tests/unit/test-channel \
 	tests/unit/test-channel-tls \
+	tests/unit/test-channel-faults \
 	tests/unit/test-mig-proto
 check_PROGRAMS += $(MIGRATE_TESTS)
 TESTS += $(MIGRATE_TESTS)
@@ -22,3 +23,11 @@ tests_unit_test_channel_tls_SOURCES = tests/unit/test-channel-tls.c
 tests_unit_test_channel_tls_CPPFLAGS = $(AM_CPPFLAGS) -DTEST_SRCDIR='"$(abs_top_srcdir)"'
 tests_unit_test_channel_tls_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_channel_tls_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)
+
+# 1 GiB over each transport (tcp, unix, tls, file), peers that go away or
+# stall, refusals, every fault of the wrapper, and a real stream corrupted
+# on its way (the stream reader's CRC must name the record).
+tests_unit_test_channel_faults_SOURCES = tests/unit/test-channel-faults.c $(STREAM_TEST_UTIL)
+tests_unit_test_channel_faults_CPPFLAGS = $(AM_CPPFLAGS) -DTEST_SRCDIR='"$(abs_top_srcdir)"'
+tests_unit_test_channel_faults_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_channel_faults_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)
