@@ -43,7 +43,7 @@ tests_fuzz_fuzz_release_LDADD = $(FUZZ_LDADD)
 # gen-corpus yet: hand-made frames, the same bytes mig__send writes.
 tests_fuzz_fuzz_mig_frame_SOURCES = tests/fuzz/fuzz-mig-frame.c $(FUZZ_LIB) \
 	migrate/mig-proto.c transport/channel.c transport/uri.c transport/tcp.c \
-	transport/unix.c transport/tls.c
+	transport/unix.c transport/tls.c transport/file.c transport/fault.c
 tests_fuzz_fuzz_mig_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_mig_frame_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_mig_frame_LDADD = $(FUZZ_LDADD) $(SSL_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS)
