@@ -52,7 +52,7 @@ VIRTIO_MODULES = ["virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_
 
 # Generous bounds on a hung run; they never judge speed. L1 prints a line at
 # least every 20 s (its "alive" loop); silence for L1_SILENT_LIMIT, or L1's
-# kernel reporting a soft lockup in a vCPU thread (stuck in VMRUN), means L1
+# kernel reporting a soft lockup in a vmhop thread (stuck in KVM), means L1
 # itself froze (seen a few times in some 50 runs on these machines: the
 # emulated SVM, not vmhop), and the run is tried once more.
 L1_TIMEOUT = 420
@@ -484,11 +484,12 @@ def run_l1(work, vmlinuz, initrd, scenario):
                 t = time.monotonic() - t0
                 lines.append((t, line))
                 print(f"[{t:7.2f}] {line}", flush=True)
-                # L1's own kernel stuck inside KVM_RUN (a vmhop vCPU thread
-                # that never leaves VMRUN): the emulated SVM, not vmhop.
-                if re.search(r"watchdog: BUG: soft lockup - CPU#\d+ stuck .*\[vcpu\d+:", line) \
+                # L1's own kernel stuck inside KVM (a vmhop vCPU thread that
+                # never leaves VMRUN, or its main thread inside a KVM ioctl
+                # while it kicks them): the emulated SVM, not vmhop's code.
+                if re.search(r"watchdog: BUG: soft lockup - CPU#\d+ stuck .*\[(vcpu\d+|vmhop):", line) \
                         and not line.startswith("L2:"):
-                    log("L0: L1's kernel reports a soft lockup in a vCPU thread: L1 froze; killing it")
+                    log("L0: L1's kernel reports a soft lockup in a vmhop thread: L1 froze; killing it")
                     frozen = True
                     p.kill()
     finally:
