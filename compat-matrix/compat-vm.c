@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vmhop/compat.h"
+#include "vmhop/util.h"
 #include "vmhop/vm-config-json.h"
 
 #define PFX "VM config: "
@@ -112,25 +113,9 @@ int compat__load_vm(const char *path, struct vm_config *vm, struct compat_vm_ext
 		    struct err *e)
 {
 	vm_config__init(vm);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err__setsys(e, errno, "%s", path);
-	char *buf = malloc(VM_JSON_MAX + 1);
+	char *buf = NULL;
 	size_t off = 0;
-	int r = buf ? 0 : err__set(e, ENOMEM, "out of memory");
-	while (!r) {
-		ssize_t n = read(fd, buf + off, VM_JSON_MAX + 1 - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			r = err__setsys(e, errno, "reading %s", path);
-		else if (n == 0)
-			break;
-		else if ((off += (size_t)n) > VM_JSON_MAX)
-			r = err__set(e, EFBIG, "%s: larger than %u bytes", path, VM_JSON_MAX);
-	}
-	if (close(fd) < 0 && !r)
-		r = err__setsys(e, errno, "closing %s", path);
+	int r = util__read_file(path, VM_JSON_MAX, &buf, &off, e);
 	struct json_object *j = NULL;
 	if (!r) {
 		struct json_tokener *tok = json_tokener_new_ex(16);

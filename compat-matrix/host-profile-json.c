@@ -515,25 +515,9 @@ int host_profile__parse(const char *text, size_t len, struct host_profile *p, st
 
 int host_profile__load(const char *path, struct host_profile *p, struct err *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err__setsys(e, errno, "%s", path);
-	char *buf = malloc(HOST_PROFILE_JSON_MAX + 1);
+	char *buf = NULL;
 	size_t off = 0;
-	int r = buf ? 0 : err__set(e, ENOMEM, "out of memory");
-	while (!r) {
-		ssize_t n = read(fd, buf + off, HOST_PROFILE_JSON_MAX + 1 - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			r = err__setsys(e, errno, "reading %s", path);
-		else if (n == 0)
-			break;
-		else if ((off += (size_t)n) > HOST_PROFILE_JSON_MAX)
-			r = err__set(e, EFBIG, "%s: larger than %u bytes", path, HOST_PROFILE_JSON_MAX);
-	}
-	if (close(fd) < 0 && !r)
-		r = err__setsys(e, errno, "closing %s", path);
+	int r = util__read_file(path, HOST_PROFILE_JSON_MAX, &buf, &off, e);
 	if (!r) {
 		struct err pe = { 0 };
 		r = host_profile__parse(buf, off, p, &pe);

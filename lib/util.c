@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
@@ -111,4 +112,34 @@ uint64_t util__now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int util__read_file(const char *path, size_t max, char **out, size_t *len, struct err *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err__setsys(e, errno, "%s", path);
+	char *buf = malloc(max + 1);
+	size_t off = 0;
+	int r = buf ? 0 : err__set(e, ENOMEM, "out of memory");
+	while (!r) {
+		ssize_t n = read(fd, buf + off, max + 1 - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = err__setsys(e, errno, "reading %s", path);
+		else if (n == 0)
+			break;
+		else if ((off += (size_t)n) > max)
+			r = err__set(e, EFBIG, "%s: larger than %zu bytes", path, max);
+	}
+	if (close(fd) < 0 && !r)
+		r = err__setsys(e, errno, "closing %s", path);
+	if (r) {
+		free(buf);
+		return r;
+	}
+	*out = buf;
+	*len = off;
+	return 0;
 }

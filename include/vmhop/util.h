@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vmhop/err.h"
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
 #ifndef MIN	/* sys/param.h, pulled in by some headers, has the same ones */
@@ -31,6 +33,10 @@ int util__read_all(int fd, void *buf, size_t len);
 int util__pread_all(int fd, void *buf, size_t len, off_t off);
 int util__pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
-uint64_t util__now_ns(void);	/* CLOCK_MONOTONIC */
+uint64_t util__now_ns(void);
+/* A whole file of at most max bytes into a malloc'ed buffer (one spare byte
+ * at the end, so callers may NUL-terminate); a larger file is refused
+ * before it is all read. Errors name the path. */
+int util__read_file(const char *path, size_t max, char **out, size_t *len, struct err *e);	/* CLOCK_MONOTONIC */
 
 #endif
