@@ -1,0 +1,1 @@
+# agent/: the per-host agent and the evacuation planner.

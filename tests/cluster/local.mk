@@ -1,0 +1,1 @@
+# tests/cluster/: namespace hosts, agents, evacuation and the OCF agent.

@@ -1,0 +1,1 @@
+# tests/rdma/: RDMA transport tests inside a TCG guest with soft-RoCE (rdma_rxe).
