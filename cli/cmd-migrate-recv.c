@@ -3,6 +3,7 @@
  * on like `vmhop run`. */
 #include <getopt.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +39,10 @@ static const char recv_usage[] =
 	"                          repeatable; default: any the CA signed\n"
 	"  --control PATH          control socket of the received VM (vmhop-ctl(1))\n"
 	"  --serial MODE           stdio (default), file:PATH or none\n"
-	"  --disk-map OLD=NEW      open the source's disk OLD as NEW here; repeatable\n"
+	"  --disk-map OLD=NEW      open the source's disk OLD (its path, or for a disk the\n"
+	"                          source copies, its id) as NEW here; repeatable\n"
+	"  --disk-dir DIR          create the disks the source copies in DIR, as ID.img\n"
+	"                          (never over an existing file)\n"
 	"  --accept-timeout SECS   give up when no source connects in time (default: wait)\n"
 	"  --io-timeout SECS       a source silent this long has failed (default 15)\n"
 	"  -v, --verbose           more diagnostics on stderr\n"
@@ -49,13 +53,14 @@ static const char recv_usage[] =
 	"options.\n";
 
 enum { OPT_LISTEN = 256, OPT_CONTROL, OPT_SERIAL, OPT_DISK_MAP, OPT_ACCEPT_TIMEOUT,
-       OPT_IO_TIMEOUT, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ALLOW };
+       OPT_IO_TIMEOUT, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ALLOW, OPT_DISK_DIR };
 
 static const struct option recv_options[] = {
 	{ "listen", required_argument, NULL, OPT_LISTEN },
 	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "disk-map", required_argument, NULL, OPT_DISK_MAP },
+	{ "disk-dir", required_argument, NULL, OPT_DISK_DIR },
 	{ "accept-timeout", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
 	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
@@ -113,6 +118,15 @@ static int parse(int argc, char **argv, struct recv_args *a)
 		case OPT_CONTROL: a->o.control = optarg; break;
 		case OPT_SERIAL: a->o.serial = optarg; break;
 		case OPT_DISK_MAP: r = parse_map(a, optarg); break;
+		case OPT_DISK_DIR: {
+			struct stat st;
+			if (stat(optarg, &st) < 0 || !S_ISDIR(st.st_mode)) {
+				fprintf(stderr, WHO ": --disk-dir %s: not a directory\n", optarg);
+				return 2;
+			}
+			a->o.disk_dir = optarg;
+			break;
+		}
 		case OPT_TLS_CA: a->tls.ca = optarg; a->any_tls = true; break;
 		case OPT_TLS_CERT: a->tls.cert = optarg; a->any_tls = true; break;
 		case OPT_TLS_KEY: a->tls.key = optarg; a->any_tls = true; break;

@@ -48,6 +48,15 @@ static const char send_usage[] =
 	"  --io-timeout SECONDS    a destination silent this long has failed (default 15)\n"
 	"  --unsafe                let writable disks without cache=none move (a warning\n"
 	"                          instead of a refusal; never overrides other rules)\n"
+	"  --copy-disk ID          copy disk ID to the destination during the migration\n"
+	"                          (repeatable); other disks must be on shared storage\n"
+	"  --copy-all-disks        copy every writable disk\n"
+	"  --verify-disks          compare SHA-256 digests of every copied disk on both\n"
+	"                          sides before the switchover\n"
+	"  --incremental-disks     send only the blocks written since the disk arrived here,\n"
+	"                          onto the copy it left on the destination\n"
+	"  --full-copy-fallback    with --incremental-disks: copy in full where no\n"
+	"                          matching earlier copy exists (else refuse)\n"
 	"  --json                  the last line of output is one JSON object\n"
 	"  -q, --quiet             no progress line\n"
 	"  -h, --help              this text\n"
@@ -58,7 +67,8 @@ static const char send_usage[] =
 
 enum { OPT_CONTROL = 256, OPT_TO, OPT_DOWNTIME, OPT_BANDWIDTH, OPT_COMPRESS, OPT_AUTO_CONVERGE,
        OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON, OPT_UNSAFE, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY,
-       OPT_TLS_NAME };
+       OPT_TLS_NAME, OPT_COPY_DISK, OPT_COPY_ALL, OPT_VERIFY_DISKS, OPT_INCREMENTAL,
+       OPT_FALLBACK };
 
 static const struct option send_options[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
@@ -75,6 +85,11 @@ static const struct option send_options[] = {
 	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 	{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
+	{ "copy-disk", required_argument, NULL, OPT_COPY_DISK },
+	{ "copy-all-disks", no_argument, NULL, OPT_COPY_ALL },
+	{ "verify-disks", no_argument, NULL, OPT_VERIFY_DISKS },
+	{ "incremental-disks", no_argument, NULL, OPT_INCREMENTAL },
+	{ "full-copy-fallback", no_argument, NULL, OPT_FALLBACK },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -207,6 +222,27 @@ static int parse(int argc, char **argv, struct send_opts *o)
 		case OPT_UNSAFE:
 			json_object_object_add(o->args, "unsafe", json_object_new_boolean(1));
 			break;
+		case OPT_COPY_DISK: {
+			struct json_object *ids;
+			if (!*optarg || strlen(optarg) >= DISK_ID_MAX)
+				return bad("--copy-disk", optarg, "a disk id (vmhop-run(1) --disk ...,id=ID)");
+			if (!json_object_object_get_ex(o->args, "copy_disks", &ids)) {
+				ids = json_object_new_array();
+				json_object_object_add(o->args, "copy_disks", ids);
+			}
+			json_object_array_add(ids, json_object_new_string(optarg));
+			break;
+		}
+		case OPT_COPY_ALL:
+		case OPT_VERIFY_DISKS:
+		case OPT_INCREMENTAL:
+		case OPT_FALLBACK: {
+			const char *key = c == OPT_COPY_ALL ? "copy_all_disks" :
+					  c == OPT_VERIFY_DISKS ? "verify_disks" :
+					  c == OPT_INCREMENTAL ? "incremental_disks" : "full_copy_fallback";
+			json_object_object_add(o->args, key, json_object_new_boolean(1));
+			break;
+		}
 		case 'q': o->quiet = true; break;
 		case 'h': fputs(send_usage, stdout); exit(0);
 		case ':':
@@ -227,6 +263,20 @@ static int parse(int argc, char **argv, struct send_opts *o)
 	}
 	if (tls_usage(o) < 0)
 		return 2;
+	bool copying = json_object_object_get_ex(o->args, "copy_disks", NULL) ||
+		       json_object_object_get_ex(o->args, "copy_all_disks", NULL);
+	if (!copying && (json_object_object_get_ex(o->args, "verify_disks", NULL) ||
+			 json_object_object_get_ex(o->args, "incremental_disks", NULL) ||
+			 json_object_object_get_ex(o->args, "full_copy_fallback", NULL))) {
+		fprintf(stderr, WHO ": --verify-disks, --incremental-disks and --full-copy-fallback "
+			"go with --copy-disk ID or --copy-all-disks\n");
+		return 2;
+	}
+	if (json_object_object_get_ex(o->args, "full_copy_fallback", NULL) &&
+	    !json_object_object_get_ex(o->args, "incremental_disks", NULL)) {
+		fprintf(stderr, WHO ": --full-copy-fallback goes with --incremental-disks\n");
+		return 2;
+	}
 	const char *fault = getenv(FAULT_ENV);
 	if (fault && *fault)
 		json_object_object_add(o->args, "fault", json_object_new_string(fault));
@@ -295,13 +345,17 @@ static void show_progress(struct progress *p, struct json_object *q)
 	double round = num(q, "rounds");
 	if (phase && (!strcmp(phase, "active") || !strcmp(phase, "setup")))
 		round += 1;
-	char line[200];
+	/* Disk copies: how much of them has gone so far. */
+	char disks[48] = "";
+	if (num(q, "disk_bytes_sent") > 0)
+		snprintf(disks, sizeof(disks), "  disks %.1f MiB", num(q, "disk_bytes_sent") / 1048576.0);
+	char line[240];
 	snprintf(line, sizeof(line),
 		 "migrate: %-9s round %-3.0f remaining %8.1f MiB  %7.1f MiB/s  dirty %6.1f MiB/s"
-		 "  ETA %5.1f s%s", phase ? phase : "?", round,
+		 "  ETA %5.1f s%s%s", phase ? phase : "?", round,
 		 num(q, "remaining_bytes") / 1048576.0, num(q, "throughput_mib_s"),
 		 num(q, "dirty_rate_mib_s"), num(q, "eta_ms") / 1000.0,
-		 num(q, "throttle_pct") > 0 ? "  throttled" : "");
+		 num(q, "throttle_pct") > 0 ? "  throttled" : "", disks);
 	if (p->tty) {
 		fprintf(stderr, "\r%-100s", line);
 		p->shown = 1;
@@ -341,6 +395,16 @@ static void summary(struct json_object *st, const char *status, const char *erro
 		       num(st, "bytes_sent") / 1048576.0, num(st, "pages_sent_raw"),
 		       num(st, "pages_sent_compressed"), num(st, "pages_skipped_zero"),
 		       num(st, "pages_total"), num(st, "throughput_mib_s"));
+	struct json_object *disks, *d;
+	if (!error && st && json_object_object_get_ex(st, "disks", &disks))
+		for (size_t i = 0; i < json_object_array_length(disks); i++) {
+			d = json_object_array_get_idx(disks, i);
+			printf("disk %s: %s, %.1f MiB sent, %.0f blocks resent", str(d, "id"),
+			       str(d, "mode"), num(d, "bytes_sent") / 1048576.0, num(d, "blocks_resent"));
+			if (str(d, "sha256_destination"))
+				printf(", SHA-256 %s on both sides", str(d, "sha256_destination"));
+			printf("\n");
+		}
 	if (!json)
 		return;
 	struct json_object *out = json_object_new_object();
@@ -349,7 +413,7 @@ static void summary(struct json_object *st, const char *status, const char *erro
 	static const char *const keys[] = {
 		"total_ms", "downtime_ms", "setup_ms", "rounds", "bytes_sent", "pages_total",
 		"pages_skipped_zero", "pages_sent_raw", "pages_sent_compressed", "throughput_mib_s",
-		"dirty_rate_mib_s", "unsafe", "preflight",
+		"dirty_rate_mib_s", "unsafe", "disk_bytes_sent", "disks", "preflight",
 	};
 	json_object_object_add(out, "status", json_object_new_string(status));
 	if (error)

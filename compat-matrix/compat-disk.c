@@ -1,6 +1,8 @@
-/* Disk rules: writable disks use cache=none (the source's page cache would
- * hold writes the destination never sees), and every disk is reachable on
- * the destination at its (mapped) path, the same size and the same file. */
+/* Disk rules: writable disks on shared storage use cache=none (the source's
+ * page cache would hold writes the destination never sees), and every disk
+ * not copied is reachable on the destination at its (mapped) path, the same
+ * size and the same file. A copied disk is read back through this host's
+ * page cache and made durable on the destination, so any cache mode is safe. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +23,10 @@ void compat_rule__disk_cache(struct compat_ctx *c)
 				    "disk %s: read-only, any cache mode is safe", d->id);
 		else if (d->cache_none)
 			compat__row(c, "disk-cache", COMPAT_PASS, NULL, "disk %s: cache=none", d->id);
+		else if (c->opts->disk_copied && c->opts->disk_copied[i])
+			compat__row(c, "disk-cache", COMPAT_PASS, NULL,
+				    "disk %s: cache=writeback, copied with the VM (read back through this "
+				    "host's page cache)", d->id);
 		else if (c->opts->unsafe)
 			compat__row(c, "disk-cache", COMPAT_WARN,
 				    "restart the VM with cache=none before the next move",

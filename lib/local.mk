@@ -18,6 +18,8 @@ noinst_HEADERS = \
 	include/vmhop/cpuid.h \
 	include/vmhop/dirty-log.h \
 	include/vmhop/disk.h \
+	include/vmhop/disk-sections.h \
+	include/vmhop/blk-track.h \
 	include/vmhop/err.h \
 	include/vmhop/guest-mem.h \
 	include/vmhop/io-bus.h \

@@ -16,6 +16,11 @@ libvmhop_a_SOURCES += \
 	migrate/section.c \
 	migrate/section-codec.c \
 	migrate/section-stream.c \
+	migrate/disk-sections.c \
+	migrate/disk-digest.c \
+	migrate/disk-send.c \
+	migrate/disk-recv.c \
+	migrate/disk-copy.h \
 	migrate/mig-proto.c \
 	migrate/mig-fault.c \
 	migrate/mig-source.c \

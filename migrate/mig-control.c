@@ -65,6 +65,33 @@ struct json_object *migrate__stats_json(const struct migrate_stats *st,
 	json_object_object_add(o, "id", json_object_new_int64((int64_t)st->id));
 	if (st->unsafe)
 		json_object_object_add(o, "unsafe", json_object_new_boolean(1));
+	uint64_t disk_bytes = 0;
+	struct json_object *disks = json_object_new_array();
+	for (unsigned k = 0; disks && k < st->nr_disks; k++) {
+		const struct migrate_disk_stats *d = &st->disks[k];
+		struct json_object *j = json_object_new_object();
+		if (!j)
+			break;
+		disk_bytes += d->bytes_sent;
+		json_object_object_add(j, "id", json_object_new_string(d->id));
+		json_object_object_add(j, "mode", json_object_new_string(d->mode));
+		json_object_object_add(j, "size", json_object_new_int64((int64_t)d->size));
+		json_object_object_add(j, "bytes_sent", json_object_new_int64((int64_t)d->bytes_sent));
+		json_object_object_add(j, "rounds", json_object_new_int64((int64_t)d->rounds));
+		json_object_object_add(j, "blocks_resent", json_object_new_int64((int64_t)d->blocks_resent));
+		if (d->sha256_src[0])
+			json_object_object_add(j, "sha256_source", json_object_new_string(d->sha256_src));
+		if (d->sha256_dst[0])
+			json_object_object_add(j, "sha256_destination", json_object_new_string(d->sha256_dst));
+		if (d->digests)
+			json_object_object_add(j, "verified",
+					       json_object_new_boolean(!strcmp(d->sha256_src, d->sha256_dst)));
+		json_object_array_add(disks, j);
+	}
+	json_object_object_add(o, "disk_bytes_sent", json_object_new_int64((int64_t)disk_bytes));
+	json_object_object_add(o, "disk_remaining_bytes",
+			       json_object_new_int64((int64_t)st->disk_remaining_bytes));
+	json_object_object_add(o, "disks", disks);
 	if (preflight)
 		json_object_object_add(o, "preflight", json_object_get(preflight));
 	return o;
@@ -102,6 +129,42 @@ static int tls_params(struct migrate_params *p, struct json_object *args, bool t
 	if (!tls && any)
 		return err__set(e, EINVAL, "migrate: tls_ca, tls_cert, tls_key and tls_name go "
 				"with a tls: uri only");
+	return 0;
+}
+
+/* copy_disks (ids), copy_all_disks, verify_disks, incremental_disks,
+ * full_copy_fallback. */
+static int disk_params(struct migrate_params *p, struct json_object *args, struct err *e)
+{
+	struct json_object *a;
+	if (json_object_object_get_ex(args, "copy_disks", &a)) {
+		if (!json_object_is_type(a, json_type_array))
+			return err__set(e, EINVAL, "migrate: 'copy_disks' must be an array of disk ids");
+		size_t n = json_object_array_length(a);
+		if (n > VM_MAX_DISKS)
+			return err__set(e, EINVAL, "migrate: at most %d disks in 'copy_disks'", VM_MAX_DISKS);
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *v = json_object_array_get_idx(a, i);
+			const char *id = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+			if (!id || !*id || strlen(id) >= DISK_ID_MAX)
+				return err__set(e, EINVAL, "migrate: 'copy_disks' holds something that is not "
+						"a disk id");
+			snprintf(p->copy_disks[p->nr_copy_disks++], DISK_ID_MAX, "%s", id);
+		}
+	}
+	int r = control__arg_bool(args, "migrate", "copy_all_disks", &p->copy_all_disks, e);
+	if (r >= 0)
+		r = control__arg_bool(args, "migrate", "verify_disks", &p->verify_disks, e);
+	if (r >= 0)
+		r = control__arg_bool(args, "migrate", "incremental_disks", &p->incremental_disks, e);
+	if (r >= 0)
+		r = control__arg_bool(args, "migrate", "full_copy_fallback", &p->full_copy_fallback, e);
+	if (r < 0)
+		return r;
+	if ((p->verify_disks || p->incremental_disks || p->full_copy_fallback) &&
+	    !p->nr_copy_disks && !p->copy_all_disks)
+		return err__set(e, EINVAL, "migrate: verify_disks, incremental_disks and "
+				"full_copy_fallback go with copy_disks or copy_all_disks");
 	return 0;
 }
 
@@ -144,6 +207,8 @@ int migrate__params_from_json(struct migrate_params *p, struct json_object *args
 		r = control__arg_bool(args, "migrate", "check_only", &p->check_only, e);
 	if (r >= 0)
 		r = tls_params(p, args, a.kind == CHANNEL_TLS, e);
+	if (r >= 0)
+		r = disk_params(p, args, e);
 	if (r < 0)
 		return r;
 	if (compress && strcmp(compress, "none") && strcmp(compress, "zstd"))

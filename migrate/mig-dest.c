@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "migrate/disk-copy.h"
 #include "vmhop/compat.h"
+#include "vmhop/disk-sections.h"
 #include "vmhop/host-profile.h"
 #include "vmhop/log.h"
 #include "vmhop/migrate-fault.h"
@@ -96,12 +98,22 @@ static int handshake(struct migrate_incoming *in, const struct migrate_recv_opts
 	struct json_object *hello = mig__hello("destination", e);
 	struct json_object *prof = hello ? own_profile(peer, o, e) : NULL;
 	bool probe = probe_only(peer);
+	/* Where copied disks go, decided (and their files created) before our
+	 * hello: a refusal names the disk and the path before anything moves. */
+	if (prof && verdict == 0 && (rc = disk_recv__plan(in->disks, peer, o, probe, e)) < 0) {
+		json_object_put(peer);
+		json_object_put(prof);
+		json_object_put(hello);
+		return rc;
+	}
 	json_object_put(peer);
 	if (!prof) {
 		json_object_put(hello);
 		return -(e->code ? e->code : ENOMEM);
 	}
 	json_object_object_add(hello, "profile", prof);
+	if (in->disks->n)
+		json_object_object_add(hello, "disks", disk_recv__reply(in->disks));
 	rc = mig__send(&in->ch, hello, e);
 	json_object_put(hello);
 	if (rc < 0)
@@ -117,7 +129,8 @@ static int handshake(struct migrate_incoming *in, const struct migrate_recv_opts
 	return mig_fault__at(in->fault, "hello", &in->ch, in->io_timeout_ms, e);
 }
 
-static int apply_opts(struct vm_config *cfg, const struct migrate_recv_opts *o, struct err *e)
+static int apply_opts(struct vm_config *cfg, const struct migrate_recv_opts *o,
+		      const struct disk_recv *dr, struct err *e)
 {
 	/* The console and control socket belong to this process, not the
 	 * source's; disks keep their paths unless mapped. */
@@ -138,7 +151,7 @@ static int apply_opts(struct vm_config *cfg, const struct migrate_recv_opts *o, 
 				cfg->disks[i].path = to;
 				break;
 			}
-	return 0;
+	return disk_recv__apply(dr, cfg, e);
 }
 
 /* The first record: the VM's configuration, from which the VM is built. */
@@ -154,7 +167,7 @@ static int build_vm(struct migrate_incoming *in, struct stream_reader *r,
 	vm_config__init(in->cfg);
 	int rc = vm_sections__read_config(r, in->cfg, &payload, &len, &base, e);
 	if (!rc)
-		rc = apply_opts(in->cfg, o, e);
+		rc = apply_opts(in->cfg, o, in->disks, e);
 	if (!rc)
 		rc = vm__create_incoming(&in->vm, in->cfg, e);
 	/* The configuration section counts as loaded into the new VM too. */
@@ -179,12 +192,43 @@ static int on_note(struct migrate_incoming *in, struct stream_reader *r, struct 
 	if (sscanf(buf, "round %llu", &round) == 1) {
 		in->rounds = round;
 		bool final = strstr(buf, "final") != NULL;
+		/* The last round's disk data becomes durable while the source
+		 * works on the next: little is left to sync in the pause. */
+		if ((rc = disk_recv__sync(in->disks, e)) < 0)
+			return rc;
 		if (round == 1)
 			return mig_fault__at(in->fault, "round1", &in->ch, in->io_timeout_ms, e);
 		if (round == 2 && !final)
 			return mig_fault__at(in->fault, "precopy", &in->ch, in->io_timeout_ms, e);
 	}
 	return 0;
+}
+
+/* Disk sections go to the copies; the rest is the VM's state, which
+ * begins once the vCPUs stopped on the source. */
+static int on_section(struct migrate_incoming *in, struct stream_reader *r,
+		      const struct stream_rec *rec, struct section_registry *reg,
+		      bool *state_started, struct err *e)
+{
+	uint8_t *p;
+	uint64_t base = rec->off + STREAM_REC_HDR_SIZE;
+	int rc = stream__read_payload(r, STREAM_SECTION_MAX, &p);
+	if (rc)
+		return reader_err(r, rc, e);
+	if (disk_sections__is_disk(p, rec->len, base)) {
+		bool first = in->disks->n && !in->disk_records++;
+		rc = disk_recv__section(in->disks, p, rec->len, base, e);
+		if (!rc && first)
+			rc = mig_fault__at(in->fault, "disk", &in->ch, in->io_timeout_ms, e);
+	} else {
+		if (!*state_started)
+			rc = mig_fault__at(in->fault, "stopcopy", &in->ch, in->io_timeout_ms, e);
+		*state_started = true;
+		if (!rc)
+			rc = section__decode(reg, p, rec->len, base, e);
+	}
+	free(p);
+	return rc;
 }
 
 static int load_stream(struct migrate_incoming *in, struct stream_reader *r, struct err *e)
@@ -210,10 +254,7 @@ static int load_stream(struct migrate_incoming *in, struct stream_reader *r, str
 			if (rc < 0)
 				rc = reader_err(r, rc, e);
 		} else if (rec.type == STREAM_REC_SECTION) {
-			if (!state_started && (rc = mig_fault__at(in->fault, "stopcopy", &in->ch, in->io_timeout_ms, e)) < 0)
-				break;
-			state_started = true;
-			rc = section__load_record(reg, r, &rec, e);
+			rc = on_section(in, r, &rec, reg, &state_started, e);
 		} else if (rec.type == STREAM_REC_NOTE) {
 			rc = on_note(in, r, e);
 		} else {
@@ -248,11 +289,48 @@ static void refuse(struct migrate_incoming *in, const struct err *e)
 		;
 }
 
+static int send_ready(struct migrate_incoming *in, struct err *e)
+{
+	struct json_object *m = json_object_new_object();
+	if (!m)
+		return err__set(e, ENOMEM, "out of memory");
+	json_object_object_add(m, "type", json_object_new_string("ready"));
+	if (in->disks->n)
+		json_object_object_add(m, "disks", disk_recv__ready(in->disks));
+	int rc = mig__send(&in->ch, m, e);
+	json_object_put(m);
+	return rc;
+}
+
+/* After go: fallback copies take the old copies' place, under their names. */
+static int commit_disks(struct migrate_incoming *in, struct err *e)
+{
+	char finals[VM_MAX_DISKS][4096];
+	unsigned idx[VM_MAX_DISKS], n = 0;
+	for (unsigned k = 0; k < in->disks->n; k++)
+		if (in->disks->d[k].final[0]) {
+			idx[n] = in->disks->d[k].index;
+			snprintf(finals[n++], sizeof(finals[0]), "%s", in->disks->d[k].final);
+		}
+	int rc = disk_recv__commit(in->disks, e);
+	for (unsigned k = 0; !rc && k < n; k++) {
+		char *p = strdup(finals[k]);
+		if (!p)
+			return err__set(e, ENOMEM, "out of memory");
+		free(in->cfg->disks[idx[k]].path);
+		in->cfg->disks[idx[k]].path = p;
+	}
+	return rc;
+}
+
 int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opts *o,
 		      struct err *e)
 {
 	in->fault = o->fault;
 	in->io_timeout_ms = o->io_timeout_ms;
+	in->disks = calloc(1, sizeof(*in->disks));
+	if (!in->disks)
+		return err__set(e, ENOMEM, "out of memory");
 	channel__set_timeout(&in->ch, (int)o->io_timeout_ms);
 	struct release_matrix m;
 	struct release_policy pol;
@@ -264,6 +342,8 @@ int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opt
 		rc = handshake(in, o, e);
 	if (rc == MIGRATE_PROBED) {
 		channel__close(&in->ch);
+		free(in->disks);
+		in->disks = NULL;
 		return rc;
 	}
 	if (!rc) {
@@ -278,8 +358,11 @@ int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opt
 		rc = load_stream(in, &r, e);
 	if (reader)
 		stream__reader_free(&r);
+	/* Copied disks durable (and compared) before we say ready. */
 	if (!rc)
-		rc = mig__send_type(&in->ch, "ready", e);
+		rc = disk_recv__finish(in->disks, e);
+	if (!rc)
+		rc = send_ready(in, e);
 	if (!rc)
 		rc = mig_fault__at(in->fault, "ready", &in->ch, in->io_timeout_ms, e);
 	struct json_object *go = NULL;
@@ -288,6 +371,8 @@ int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opt
 	json_object_put(go);
 	if (!rc)
 		rc = mig_fault__at(in->fault, "go", &in->ch, in->io_timeout_ms, e);
+	if (!rc)
+		rc = commit_disks(in, e);
 	if (rc < 0) {
 		if (!e->code)
 			err__set(e, -rc, "%s", strerror(-rc));
@@ -308,6 +393,13 @@ void migrate__incoming_free(struct migrate_incoming *in)
 {
 	vm__destroy(in->vm);
 	in->vm = NULL;
+	/* Before go: the copies we created go too (after go there are none
+	 * left to remove: disk_recv__commit forgot them). */
+	if (in->disks) {
+		disk_recv__abort(in->disks);
+		free(in->disks);
+		in->disks = NULL;
+	}
 	if (in->cfg) {
 		vm_config__free(in->cfg);
 		free(in->cfg);

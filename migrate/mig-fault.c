@@ -7,7 +7,8 @@
 
 #include "vmhop/migrate-fault.h"
 
-static const char *const phases[] = { "hello", "round1", "precopy", "stopcopy", "ready", "go" };
+static const char *const phases[] = { "hello", "round1", "disk", "precopy", "diskround",
+				      "stopcopy", "ready", "go" };
 static const char *const actions[] = { "cut", "stall", "kill", "delay" };
 
 static bool one_of(const char *s, size_t len, const char *const *set, size_t n)
@@ -30,7 +31,7 @@ int mig_fault__check(const char *spec, struct err *e)
 	if (!colon || !one_of(spec, (size_t)(colon - spec), phases, sizeof(phases) / sizeof(*phases)) ||
 	    !one_of(colon + 1, strlen(colon + 1), actions, sizeof(actions) / sizeof(*actions)))
 		return err__set(e, EINVAL, "fault '%s': expected PHASE:ACTION with PHASE one of "
-				"hello, round1, precopy, stopcopy, ready, go and ACTION cut, stall, kill or delay",
+				"hello, round1, disk, precopy, diskround, stopcopy, ready, go and ACTION cut, stall, kill or delay",
 				spec);
 	return 0;
 }

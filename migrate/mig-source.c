@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/disk-copy.h"
 #include "migrate/mig-source.h"
 #include "vmhop/compat.h"
 #include "vmhop/dirty-log.h"
@@ -63,6 +64,8 @@ struct engine {
 	bool went;			/* go may have left */
 	uint64_t holes;			/* pages never populated (round 1) */
 	double bw;			/* bytes/s, measured */
+	struct disk_send ds;		/* copied disks */
+	bool disks_started;
 };
 
 static void set_status(struct migration *m, enum migrate_status s)
@@ -260,7 +263,10 @@ static int preflight(struct engine *g, const struct host_profile *src, struct js
 		err__clear(&g->e);
 		rc = err__set(&g->e, EPROTO, "the destination's host profile: %s", why);
 	}
-	struct compat_opts opts = { .unsafe = m->p.unsafe };
+	bool copied[VM_MAX_DISKS] = { false };
+	for (unsigned k = 0; k < g->ds.n; k++)
+		copied[g->ds.d[k].index] = true;
+	struct compat_opts opts = { .unsafe = m->p.unsafe, .disk_copied = copied };
 	if (!rc && (rc = compat__check(g->vm->cfg, src, dst, &opts, r)) < 0)
 		err__set(&g->e, -rc, "pre-flight checks could not run: %s", r->rows[0].reason);
 	if (!rc && compat__report_to_json(r, &rj) < 0)
@@ -310,6 +316,13 @@ static int handshake(struct engine *g)
 	json_object_object_add(hello, "profile", prof);
 	json_object_object_add(hello, "vm", vmj);
 	json_object_object_add(hello, "probe", json_object_new_boolean(m->p.check_only));
+	struct json_object *disks = disk_send__hello(&g->ds, g->vm);
+	if (disks) {
+		json_object_object_add(hello, "disks", disks);
+		json_object_object_add(hello, "verify_disks", json_object_new_boolean(m->p.verify_disks));
+		json_object_object_add(hello, "full_copy_fallback",
+				       json_object_new_boolean(m->p.full_copy_fallback));
+	}
 	rc = mig__send(&m->ch, hello, &g->e);
 	json_object_put(hello);
 	if (rc < 0) {
@@ -327,6 +340,8 @@ static int handshake(struct engine *g)
 		rc = mig__recv(&m->ch, 0, "hello", "the destination's hello", &reply, &g->e);
 	if (!rc)
 		rc = mig__check_hello(reply, "destination", &g->e);
+	if (!rc)
+		rc = disk_send__apply_reply(&g->ds, reply, &g->e);
 	if (!rc)
 		rc = preflight(g, src, reply);
 	json_object_put(reply);
@@ -471,6 +486,35 @@ static void measure(struct engine *g, uint64_t bytes, uint64_t ns)
 		g->bw = (double)g->m->p.max_bandwidth;
 }
 
+static int fault_disk(void *opaque)
+{
+	return fault(opaque, "disk");
+}
+
+/* Copied disks' bulk pass, in round 1 after memory: the guest's writes from
+ * the start of the pass on are tracked and go in the next rounds. */
+static int disk_bulk(struct engine *g)
+{
+	int rc = disk_send__start(&g->ds, g->vm, &g->e);
+	g->disks_started = true;
+	if (!rc)
+		rc = disk_send__bulk(&g->ds, &g->w, fault_disk, g, &g->e);
+	return rc < 0 ? fail(g, rc) : 0;
+}
+
+/* The blocks the guest wrote since the last round (after its memory). */
+static int send_disk_blocks(struct engine *g, bool first_resend)
+{
+	if (!disk_send__pending_bytes(&g->ds))
+		return 0;
+	int rc = first_resend ? fault(g, "diskround") : 0;
+	if (!rc)
+		rc = disk_send__send_pending(&g->ds, &g->w, &g->e);
+	if (!rc && rc_flush(g) < 0)
+		rc = g->io_err ? g->io_err : -EIO;
+	return rc < 0 ? fail(g, rc) : 0;
+}
+
 static int precopy(struct engine *g)
 {
 	struct migration *m = g->m;
@@ -481,6 +525,8 @@ static int precopy(struct engine *g)
 		rc = fault(g, "round1");
 	if (!rc)
 		rc = first_round(g, &g->holes);
+	if (!rc && g->ds.n)
+		rc = disk_bulk(g);
 	if (!rc && rc_flush(g) < 0)
 		rc = fail(g, g->io_err ? g->io_err : -EIO);
 	if (rc < 0)
@@ -494,16 +540,20 @@ static int precopy(struct engine *g)
 	m->st.throughput_mib_s = g->bw / MIB;
 	pthread_mutex_unlock(&m->lock);
 
+	bool resent_disk = false;
 	for (uint64_t round = 2;; round++) {
 		if ((rc = dirty_log__fetch(&g->dl, g->bm, &g->e)) < 0)
 			return rc;
 		uint64_t now = util__now_ns();
 		uint64_t pending = dirty_bitmap__count(g->bm, g->nbits);
-		double remaining = (double)pending * GUEST_PAGE_SIZE;
+		uint64_t disk_pending = disk_send__collect(&g->ds);
+		/* Disk blocks and pages cost the same link: converge on both. */
+		double remaining = (double)pending * GUEST_PAGE_SIZE + (double)disk_pending;
 		double dirty_rate = remaining * 1e9 / (double)(now - t_fetch ? now - t_fetch : 1);
 		t_fetch = now;
 		pthread_mutex_lock(&m->lock);
 		m->st.remaining_bytes = (uint64_t)remaining;
+		m->st.disk_remaining_bytes = disk_pending;
 		m->st.dirty_rate_mib_s = dirty_rate / MIB;
 		m->st.throughput_mib_s = g->bw / MIB;
 		pthread_mutex_unlock(&m->lock);
@@ -543,6 +593,9 @@ static int precopy(struct engine *g)
 			rc = fault(g, "precopy");
 		if (!rc)
 			rc = send_dirty(g);
+		if (!rc)
+			rc = send_disk_blocks(g, !resent_disk);
+		resent_disk |= disk_pending > 0;
 		if (rc < 0)
 			return rc;
 		measure(g, g->sent - s0, util__now_ns() - r0);
@@ -568,18 +621,44 @@ static int stop_and_copy(struct engine *g, uint64_t *t_pause)
 		return rc;
 	if ((rc = dirty_log__fetch(&g->dl, g->bm, &g->e)) < 0)
 		return rc;
+	/* The devices are paused: no request in flight, the last writes are
+	 * in the images and in the trackers. */
+	uint64_t disk_pending = disk_send__collect(&g->ds);
 	pthread_mutex_lock(&m->lock);
 	m->st.rounds++;
-	m->st.remaining_bytes = dirty_bitmap__count(g->bm, g->nbits) * GUEST_PAGE_SIZE;
+	m->st.remaining_bytes = dirty_bitmap__count(g->bm, g->nbits) * GUEST_PAGE_SIZE + disk_pending;
+	m->st.disk_remaining_bytes = disk_pending;
 	pthread_mutex_unlock(&m->lock);
 	rc = note_round(g, m->st.rounds, true);
 	if (!rc)
 		rc = send_dirty(g);
 	if (!rc)
+		rc = send_disk_blocks(g, false);
+	if (!rc && m->p.verify_disks && g->ds.n && (rc = disk_send__digests(&g->ds, &g->w, &g->e)) < 0)
+		rc = fail(g, rc);
+	if (!rc)
 		rc = section__save_except(vm_sections__registry(g->vm), &g->w, VM_SECTION_CONFIG, &g->e);
 	if (!rc)
 		rc = writer_rc(g, stream__finish(&g->w));
 	return rc;
+}
+
+/* The destination's digests of the copies, for the summary. */
+static void ready_disks(struct engine *g, struct json_object *ready)
+{
+	struct json_object *a, *o, *v;
+	if (!json_object_object_get_ex(ready, "disks", &a) || !json_object_is_type(a, json_type_array))
+		return;
+	pthread_mutex_lock(&g->m->lock);
+	for (unsigned k = 0; k < g->ds.n && k < json_object_array_length(a); k++) {
+		o = json_object_array_get_idx(a, k);
+		if (json_object_object_get_ex(o, "sha256", &v)) {
+			struct migrate_disk_stats *st = &g->m->st.disks[k];
+			snprintf(st->sha256_dst, sizeof(st->sha256_dst), "%s", json_object_get_string(v));
+			st->digests = st->sha256_src[0] != 0;
+		}
+	}
+	pthread_mutex_unlock(&g->m->lock);
 }
 
 static int commit(struct engine *g, uint64_t t_pause)
@@ -588,6 +667,8 @@ static int commit(struct engine *g, uint64_t t_pause)
 	set_status(m, MIGRATE_COMMIT);
 	struct json_object *msg = NULL;
 	int rc = mig__recv(&m->ch, 0, "ready", "the destination's ready", &msg, &g->e);
+	if (!rc)
+		ready_disks(g, msg);
 	json_object_put(msg);
 	msg = NULL;	/* reused below: a failed recv leaves it untouched */
 	if (rc < 0 || (rc = fault(g, "ready")) < 0)
@@ -644,7 +725,14 @@ void mig_source__run(struct migration *m)
 	dirty_log__init(&g.dl, &m->vm->mem, m->vm->vm_fd);
 	uint64_t t_pause = 0;
 	set_vm_flag(m->vm, &m->vm->migrating, true);
+	g.ds.st = m->st.disks;
+	g.ds.lock = &m->lock;
 	int rc = section__check_migratable(vm_sections__registry(m->vm), &g.e);
+	if (!rc)
+		rc = disk_send__select(&g.ds, m->vm, &m->p, &g.e);
+	pthread_mutex_lock(&m->lock);
+	m->st.nr_disks = g.ds.n;
+	pthread_mutex_unlock(&m->lock);
 	if (!rc)
 		rc = handshake(&g);
 	bool checked = !rc && m->p.check_only;
@@ -667,6 +755,7 @@ void mig_source__run(struct migration *m)
 	cleanup(&g);
 
 	enum migrate_status s = checked ? MIGRATE_CHECKED : MIGRATE_COMPLETED;
+	disk_send__finish(&g.ds, rc == 0 && !checked);
 	if (rc < 0 && g.went) {
 		s = MIGRATE_UNCONFIRMED;
 		char why[sizeof(g.e.msg)];

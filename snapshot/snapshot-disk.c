@@ -14,97 +14,22 @@
 #include <unistd.h>
 
 #include "snapshot/snapshot-internal.h"
+#include "vmhop/disk-sections.h"
 #include "vmhop/disk.h"
 #include "vmhop/util.h"
 #include "vmhop/virtio-blk.h"
 #include "vmhop/vm-config.h"
 #include "vmhop/vm.h"
 
-#define CHUNK (1u << 20)
-
-struct disk_image_sec {
-	uint32_t index;
-	uint64_t size;
-	uint8_t id[DISK_ID_MAX];
-};
-
-struct disk_data_sec {
-	uint32_t index;
-	uint64_t offset;
-	uint32_t len;
-	const uint8_t *data;		/* save: the bytes; load: into `sink` */
-	struct disk_restore *sink;
-};
+#define CHUNK DISK_SECTIONS_CHUNK
 
 /* Restore side: the images being created, by disk index. */
 struct disk_restore {
 	int fd[VM_MAX_DISKS];
 	char path[VM_MAX_DISKS][4096];
 	uint64_t size[VM_MAX_DISKS];
-	struct err *e;
+	const struct vm_config *cfg;	/* while loading one section */
 };
-
-static const struct section_field image_fields[] = {
-	SECTION_U32(struct disk_image_sec, index, 1),
-	SECTION_U64(struct disk_image_sec, size, 1),
-	SECTION_BYTES(struct disk_image_sec, id, 1),
-	SECTION_FIELDS_END
-};
-
-static const struct section_field data_fields[] = {
-	SECTION_U32(struct disk_data_sec, index, 1),
-	SECTION_U64(struct disk_data_sec, offset, 1),
-	SECTION_U32(struct disk_data_sec, len, 1),
-	SECTION_FIELDS_END
-};
-
-static int data_save(void *opaque, struct stream_buf *b, struct err *e)
-{
-	struct disk_data_sec *d = opaque;
-	(void)e;
-	stream_buf__put(b, d->data, d->len);
-	return 0;
-}
-
-static int data_load(void *opaque, struct stream_cur *c, uint32_t version, struct err *e)
-{
-	struct disk_data_sec *d = opaque;
-	struct disk_restore *dr = d->sink;
-	(void)version;
-	if (d->index >= VM_MAX_DISKS || dr->fd[d->index] < 0)
-		return err__set(e, EINVAL, "disk data for disk %u, which the checkpoint did not announce",
-				d->index);
-	if (d->len != stream_cur__left(c) || d->offset > dr->size[d->index] ||
-	    d->len > dr->size[d->index] - d->offset)
-		return err__set(e, EINVAL, "disk %u: %u bytes at %llu do not fit the %llu-byte image",
-				d->index, d->len, (unsigned long long)d->offset,
-				(unsigned long long)dr->size[d->index]);
-	const uint8_t *p = stream_cur__take(c, d->len);
-	if (!p || util__pwrite_all(dr->fd[d->index], p, d->len, (off_t)d->offset) < 0)
-		return err__setsys(e, p ? errno : EINVAL, "writing %s", dr->path[d->index]);
-	return 0;
-}
-
-static const struct section_desc image_desc = {
-	.name = SNAPSHOT_DISK_IMAGE_SECTION, .version = 1, .min_version = 1, .fields = image_fields,
-};
-
-static const struct section_desc data_desc = {
-	.name = SNAPSHOT_DISK_DATA_SECTION, .version = 1, .min_version = 1, .fields = data_fields,
-	.save = data_save, .load = data_load,
-};
-
-static int save_sec(struct stream_writer *w, const struct section_desc *desc, void *st,
-		    struct err *e)
-{
-	struct section_registry reg;
-	section__registry_init(&reg);
-	int rc = section__register(&reg, desc, 0, st, e);
-	if (!rc)
-		rc = section__save_one(&reg, w, desc->name, e);
-	section__registry_free(&reg);
-	return rc;
-}
 
 /* One disk's data extents, read through the VM's own disk (O_DIRECT with
  * its bounce rules), chunk by chunk. */
@@ -113,7 +38,7 @@ static int save_disk(struct stream_writer *w, struct disk *dk, uint32_t index, u
 {
 	struct disk_image_sec im = { .index = index, .size = dk->size };
 	memcpy(im.id, dk->id, sizeof(im.id) < sizeof(dk->id) ? sizeof(im.id) : sizeof(dk->id));
-	int rc = save_sec(w, &image_desc, &im, e);
+	int rc = disk_sections__write_image(w, &im, e);
 	off_t off = 0, size = (off_t)dk->size;
 	while (!rc && off < size) {
 		off_t data = lseek(dk->fd, off, SEEK_DATA);
@@ -131,8 +56,7 @@ static int save_disk(struct stream_writer *w, struct disk *dk, uint32_t index, u
 			struct iovec iov = { buf, n };
 			if (disk__readv(dk, &iov, 1, a) < 0)
 				return err__setsys(e, errno, "disk %s: reading it", dk->id);
-			struct disk_data_sec d = { .index = index, .offset = a, .len = n, .data = buf };
-			rc = save_sec(w, &data_desc, &d, e);
+			rc = disk_sections__write_data(w, index, a, buf, n, e);
 		}
 		off = (off_t)end;
 	}
@@ -154,11 +78,7 @@ int snapshot_disk__save(struct stream_writer *w, struct vm *vm, struct err *e)
 
 int snapshot_disk__is_disk(const uint8_t *payload, size_t len, uint64_t base)
 {
-	struct section_info info;
-	struct err ignore = { 0 };
-	return section__parse_info(payload, len, base, &info, &ignore) == 0 &&
-	       (!strcmp(info.name, SNAPSHOT_DISK_IMAGE_SECTION) ||
-		!strcmp(info.name, SNAPSHOT_DISK_DATA_SECTION));
+	return disk_sections__is_disk(payload, len, base);
 }
 
 struct disk_restore *snapshot_disk__restore_new(struct err *e)
@@ -175,9 +95,10 @@ struct disk_restore *snapshot_disk__restore_new(struct err *e)
 
 /* A disk-image section: creates the image at the disk's (mapped) path,
  * never over an existing file. */
-static int start_image(struct disk_restore *dr, const struct disk_image_sec *im,
-		       const struct vm_config *cfg, struct err *e)
+static int start_image(void *opaque, const struct disk_image_sec *im, struct err *e)
 {
+	struct disk_restore *dr = opaque;
+	const struct vm_config *cfg = dr->cfg;
 	if (im->index >= cfg->nr_disks || dr->fd[im->index] >= 0)
 		return err__set(e, EINVAL, "the checkpoint holds disk %u twice or for a disk the VM "
 				"does not have", im->index);
@@ -201,26 +122,29 @@ static int start_image(struct disk_restore *dr, const struct disk_image_sec *im,
 	return 0;
 }
 
+static int write_data(void *opaque, uint32_t index, uint64_t off, const uint8_t *p, uint32_t len,
+		      struct err *e)
+{
+	struct disk_restore *dr = opaque;
+	if (index >= VM_MAX_DISKS || dr->fd[index] < 0)
+		return err__set(e, EINVAL, "disk data for disk %u, which the checkpoint did not announce",
+				index);
+	if (off > dr->size[index] || len > dr->size[index] - off)
+		return err__set(e, EINVAL, "disk %u: %u bytes at %llu do not fit the %llu-byte image",
+				index, len, (unsigned long long)off,
+				(unsigned long long)dr->size[index]);
+	if (util__pwrite_all(dr->fd[index], p, len, (off_t)off) < 0)
+		return err__setsys(e, errno, "writing %s", dr->path[index]);
+	return 0;
+}
+
 int snapshot_disk__load(struct disk_restore *dr, const uint8_t *payload, size_t len,
 			uint64_t base, const struct vm_config *cfg, struct err *e)
 {
-	struct section_info info;
-	int rc = section__parse_info(payload, len, base, &info, e);
-	if (rc < 0)
-		return rc;
-	struct section_registry reg;
-	section__registry_init(&reg);
-	struct disk_image_sec im = { 0 };
-	struct disk_data_sec d = { .sink = dr };
-	bool image = !strcmp(info.name, SNAPSHOT_DISK_IMAGE_SECTION);
-	rc = image ? section__register(&reg, &image_desc, 0, &im, e) :
-		     section__register(&reg, &data_desc, 0, &d, e);
-	if (!rc)
-		rc = section__decode(&reg, payload, len, base, e);
-	section__registry_free(&reg);
-	if (!rc && image)
-		rc = start_image(dr, &im, cfg, e);
-	return rc;
+	const struct disk_sections_sink sink = { .opaque = dr, .image = start_image,
+						 .data = write_data };
+	dr->cfg = cfg;
+	return disk_sections__decode(payload, len, base, &sink, e);
 }
 
 int snapshot_disk__sync(struct disk_restore *dr, struct err *e)

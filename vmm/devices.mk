@@ -7,10 +7,12 @@ libvmhop_a_SOURCES += \
 	vmm/virtqueue.c \
 	vmm/virtio-pci.c \
 	vmm/virtio-blk.c \
+	vmm/blk-track.c \
 	vmm/disk.c \
 	include/vmhop/irq-routing.h \
 	include/vmhop/pci.h \
 	include/vmhop/virtio.h \
 	include/vmhop/virtio-pci.h \
 	include/vmhop/virtio-blk.h \
+	include/vmhop/blk-track.h \
 	include/vmhop/disk.h

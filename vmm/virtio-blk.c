@@ -24,6 +24,11 @@ static uint8_t do_rw(struct virtio_blk *blk, struct virtq *vq, const struct virt
 		return VIRTIO_BLK_S_IOERR;
 	uint64_t off = sector * DISK_SECTOR_SIZE;
 	int r = write ? disk__writev(d, blk->iov, n, off) : disk__readv(d, blk->iov, n, off);
+	/* After the write, even a failed one (part of it may have landed):
+	 * see blk-track.h. */
+	for (unsigned i = 0; write && i < BLK_TRACKERS; i++)
+		if (blk->track[i])
+			blk_track__mark(blk->track[i], off, len);
 	if (!write) {
 		/* Even a failed read may have filled part of the buffers. */
 		virtq__mark_in_dirty(vq, elem, 0, len);
@@ -134,6 +139,16 @@ int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *
 	}
 	struct virtio_blk_config *c = &blk->cfg;
 	c->capacity = blk->disk->size / DISK_SECTOR_SIZE;
+	/* A disk that arrived by copy keeps what changes from now on, so it
+	 * can move back by sending only that (migrate/disk-send.c). */
+	if (dc->gen[0] && !dc->readonly) {
+		if ((r = blk_track__init(&blk->arrival, blk->disk->size, e)) < 0) {
+			disk__close(blk->disk);
+			free(blk);
+			return r;
+		}
+		blk->track[BLK_TRACKER_ARRIVAL] = &blk->arrival;
+	}
 	c->size_max = VIRTIO_BLK_SIZE_MAX;
 	c->seg_max = VIRTIO_BLK_SEG_MAX;
 	/* 512 whatever the host needs: a guest's view must not change when it
@@ -148,6 +163,7 @@ int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *
 	snprintf(name, sizeof(name), "virtio-blk-%s", blk->disk->id);
 	r = virtio_pci__init(&blk->vp, vm, &blk_ops, blk, name, 1, VIRTIO_BLK_QUEUE_SIZE, features, e);
 	if (r < 0) {
+		blk_track__free(&blk->arrival);
 		disk__close(blk->disk);
 		free(blk);
 		return r;
@@ -162,6 +178,7 @@ void virtio_blk__destroy(struct virtio_blk *blk)
 		return;
 	virtio_pci__exit(&blk->vp);
 	disk__close(blk->disk);
+	blk_track__free(&blk->arrival);
 	free(blk);
 }
 
@@ -173,4 +190,14 @@ void virtio_blk__pause(struct virtio_blk *blk)
 void virtio_blk__resume(struct virtio_blk *blk)
 {
 	virtio_pci__resume(&blk->vp);
+}
+
+struct blk_track *virtio_blk__set_tracker(struct virtio_blk *blk, enum virtio_blk_tracker which,
+					  struct blk_track *t)
+{
+	pthread_mutex_lock(&blk->vp.lock);
+	struct blk_track *old = blk->track[which];
+	blk->track[which] = t;
+	pthread_mutex_unlock(&blk->vp.lock);
+	return old;
 }

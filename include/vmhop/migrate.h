@@ -15,9 +15,11 @@
 
 #include "vmhop/channel.h"
 #include "vmhop/err.h"
+#include "vmhop/vm-config.h"
 
 struct vm;
 struct vm_config;
+struct disk_recv;
 
 #define MIGRATE_DEFAULT_DOWNTIME_MS	300
 #define MIGRATE_DEFAULT_IO_TIMEOUT_MS	15000
@@ -39,6 +41,17 @@ struct migrate_params {
 	 * destination's certificate must carry (empty: the URI's host). */
 	char tls_ca[1024], tls_cert[1024], tls_key[1024];
 	char tls_name[256];
+	/* Disks copied with the VM (by id; copy_all: every writable one), the
+	 * others must be on shared storage. verify: SHA-256 of each copy
+	 * compared before go. incremental: send only what changed since the
+	 * disk arrived, where the destination still holds that copy;
+	 * full_copy_fallback: a full copy where it does not. */
+	char copy_disks[VM_MAX_DISKS][DISK_ID_MAX];
+	unsigned nr_copy_disks;
+	bool copy_all_disks;
+	bool verify_disks;
+	bool incremental_disks;
+	bool full_copy_fallback;
 };
 
 /* Fills defaults, then the arguments of a `migrate` control request. */
@@ -59,6 +72,14 @@ enum migrate_status {
 
 const char *migrate__status_name(enum migrate_status s);
 
+struct migrate_disk_stats {
+	char id[DISK_ID_MAX];
+	char mode[12];			/* shared, copied, incremental */
+	uint64_t size, bytes_sent, rounds, blocks_resent;
+	bool digests;			/* --verify-disks: both computed */
+	char sha256_src[65], sha256_dst[65];
+};
+
 struct migrate_stats {
 	enum migrate_status status;
 	char error[512];
@@ -74,6 +95,10 @@ struct migrate_stats {
 	unsigned throttle_pct;
 	uint64_t id;			/* 1 for this VM's first migration, ... */
 	bool unsafe;
+	uint64_t disk_bytes_sent;	/* disk data (payload) sent */
+	uint64_t disk_remaining_bytes;
+	struct migrate_disk_stats disks[VM_MAX_DISKS];
+	unsigned nr_disks;
 };
 
 /* One JSON object (the query-migrate reply, the migrate summary), with the
@@ -108,6 +133,7 @@ struct migrate_recv_opts {
 	unsigned nr_maps;
 	uint64_t io_timeout_ms;
 	const char *fault;		/* test hook, NULL: none */
+	const char *disk_dir;		/* copied disks are created here, NULL: none */
 };
 
 struct migrate_incoming {
@@ -119,6 +145,8 @@ struct migrate_incoming {
 	uint64_t rounds;
 	const char *fault;
 	uint64_t io_timeout_ms;
+	struct disk_recv *disks;	/* copied disks (migrate/disk-copy.h) */
+	uint64_t disk_records;
 };
 
 /* migrate__incoming's return when the peer only asked for this host's

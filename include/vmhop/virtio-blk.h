@@ -11,6 +11,7 @@
 #include <linux/virtio_blk.h>
 #include <stdint.h>
 
+#include "vmhop/blk-track.h"
 #include "vmhop/disk.h"
 #include "vmhop/err.h"
 #include "vmhop/virtio-pci.h"
@@ -27,10 +28,24 @@ struct virtio_blk_stats {
 	uint64_t bytes_read, bytes_written;
 };
 
+/* Who watches the guest's writes: a disk copy in progress (migration), the
+ * changes since the disk arrived by copy (for an incremental move back), and
+ * the changes since the last checkpoint. */
+enum virtio_blk_tracker {
+	BLK_TRACKER_COPY,
+	BLK_TRACKER_ARRIVAL,
+	BLK_TRACKER_CHECKPOINT,
+	BLK_TRACKERS
+};
+
 struct virtio_blk {
 	struct virtio_pci vp;		/* state: vp.st and vp.pci.st */
 	/* Runtime only. */
 	struct vm *vm;
+	/* Read by the device thread under vp.lock; changed only under it
+	 * (virtio_blk__set_tracker), so no request is in flight meanwhile. */
+	struct blk_track *track[BLK_TRACKERS];
+	struct blk_track arrival;	/* track[ARRIVAL] points here when used */
 	struct disk *disk;
 	struct virtio_blk_config cfg;	/* built from the disk at creation */
 	struct virtq_elem elem;		/* the request being served */
@@ -44,6 +59,10 @@ int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *
 /* Stops the device, removes it from the bus and closes the disk. Does not
  * touch vm->blk[]. */
 void virtio_blk__destroy(struct virtio_blk *blk);
+/* Installs (t) or removes (NULL) a write tracker; returns the one it
+ * replaced. Waits for the request in flight, if any. */
+struct blk_track *virtio_blk__set_tracker(struct virtio_blk *blk, enum virtio_blk_tracker which,
+					  struct blk_track *t);
 
 /* Quiesce for pause and migration: returns once no request is in flight
  * and none will start before virtio_blk__resume. */

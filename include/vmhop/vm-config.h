@@ -14,11 +14,17 @@
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
+#define DISK_GEN_MAX 33
+
 struct disk_config {
 	char *path;
 	char id[DISK_ID_MAX];
 	bool cache_none;	/* O_DIRECT; the default */
 	bool readonly;
+	/* Set when the disk arrived by copy in a migration: the copy's
+	 * generation (hex), which an incremental move back must match. Runtime
+	 * only: not in the VM's configuration JSON or sections. */
+	char gen[DISK_GEN_MAX];
 };
 
 struct vm_config {

@@ -16,6 +16,9 @@ E2E_TESTS = \
 	tests/e2e/test-migrate-peers.py \
 	tests/e2e/test-migrate-disk.py \
 	tests/e2e/test-migrate-tls.py \
+	tests/e2e/test-migrate-diskcopy.py \
+	tests/e2e/test-migrate-diskcopy-faults.py \
+	tests/e2e/test-migrate-diskcopy-back.py \
 	tests/e2e/test-compat-live.py \
 	tests/e2e/test-compat-check.py
 TESTS += $(E2E_TESTS)

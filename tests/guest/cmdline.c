@@ -1,7 +1,11 @@
-/* cmdline.c: parse "seconds=N dirty=SIZE rate=SIZE passes=N verify=0|1 disk=... disk_mib=N disk_loop=0|1 hb=MS smp=N". */
+/*
+ * cmdline.c: parse "seconds=N dirty=SIZE rate=SIZE passes=N verify=0|1 disk=...
+ * disk_mib=N disk_loop=0|1 disks=N disk_rate=SIZE hb=MS smp=N".
+ */
 #include "cmdline.h"
 #include "layout.h"
 #include "lib.h"
+#include "virtio_blk.h"
 
 struct word {
 	const char *key, *val;
@@ -83,6 +87,10 @@ static bool apply(const struct word *w, struct params *p)
 		       p->disk_mib <= 1024 * 1024;
 	if (key_is(w, "disk_loop"))
 		return parse_bool(w, &p->disk_loop);
+	if (key_is(w, "disks"))
+		return parse_size(w, false, &p->disks) && p->disks <= VIRTIO_BLK_MAX;
+	if (key_is(w, "disk_rate"))
+		return parse_size(w, true, &p->disk_rate);
 	if (key_is(w, "smp"))
 		return parse_size(w, false, &p->smp) && p->smp >= 1 && p->smp <= MAX_CPUS;
 	if (key_is(w, "hb"))

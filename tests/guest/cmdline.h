@@ -16,6 +16,8 @@ struct params {
 	enum disk_mode disk;
 	uint64_t disk_mib;
 	bool disk_loop;
+	uint64_t disks;		/* virtio-blk devices to drive; 0: every one found (up to 4) */
+	uint64_t disk_rate;	/* bytes written per second, per disk; 0: unlimited */
 	uint64_t hb_ms;
 	uint64_t smp;		/* multiboot only: CPUs to start with INIT/SIPI (default 1) */
 };

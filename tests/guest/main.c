@@ -2,8 +2,8 @@
  * main.c: the ring-3 program every CPU enters from entry.S.
  *
  * The BSP (APIC ID 0) reads the boot information and parameters, gives each
- * CPU its memory region, then loops: heartbeat and shutdown poll, one disk
- * step, a slice of its own memory work.  APs run their memory
+ * CPU its memory region, then loops: heartbeat and shutdown poll, one step
+ * on each disk, a slice of its own memory work.  APs run their memory
  * work until told to stop (under multiboot, APs run only if smp=N asks the
  * BSP to start them).  At the end every CPU verifies its memory once
  * more and the BSP prints the verdict and powers off.
@@ -33,8 +33,8 @@
 static struct boot_info boot;
 static struct params params;
 static struct mem_worker workers[MAX_CPUS];
-static struct disk_work disk;
-static unsigned ncpus;
+static struct disk_work disks[MAX_DISKS];
+static unsigned ncpus, ndisks;
 
 /* Shared between CPUs, always through __atomic builtins. */
 static int arrived[MAX_CPUS];
@@ -112,7 +112,7 @@ static void wait_for_cpus(int *flags, uint64_t ms, const char *what)
 
 static void setup(uint32_t info, unsigned kind)
 {
-	char err[200], cmdline_err[200];
+	char err[200], cmdline_err[200], extra[64] = "";
 	const char *clock_src;
 	int cmdline_bad;
 
@@ -128,13 +128,19 @@ static void setup(uint32_t info, unsigned kind)
 		       boot.kind_name);
 	if (cmdline_bad)
 		verdict_fail(cmdline_err);
-	serial__printf("CONFIG seconds=%llu dirty=%llu rate=%llu passes=%llu verify=%u disk=%s disk_mib=%llu disk_loop=%u hb=%llu smp=%llu clock=%s",
+	/* disks= and disk_rate= only when given: the line stays as it was without them. */
+	if (params.disks)
+		fmt__snprintf(extra, sizeof(extra), " disks=%llu", (unsigned long long)params.disks);
+	if (params.disk_rate)
+		fmt__snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), " disk_rate=%llu",
+			      (unsigned long long)params.disk_rate);
+	serial__printf("CONFIG seconds=%llu dirty=%llu rate=%llu passes=%llu verify=%u disk=%s disk_mib=%llu disk_loop=%u hb=%llu smp=%llu clock=%s%s",
 		       (unsigned long long)params.seconds, (unsigned long long)params.dirty,
 		       (unsigned long long)params.rate, (unsigned long long)params.passes,
 		       params.verify ? 1u : 0u,
 		       cmdline__disk_name(params.disk), (unsigned long long)params.disk_mib,
 		       params.disk_loop ? 1u : 0u, (unsigned long long)params.hb_ms,
-		       (unsigned long long)params.smp, clock_src);
+		       (unsigned long long)params.smp, clock_src, extra);
 	if (mem_work__plan(workers, ncpus, &boot, params.dirty, params.rate, params.verify, err,
 			   sizeof(err)))
 		verdict_fail(err);
@@ -154,8 +160,27 @@ static void setup(uint32_t info, unsigned kind)
 		smp__start_aps(ncpus);
 	wait_for_cpus(arrived, START_TIMEOUT_MS, "start");
 
-	if (disk_work__start(&disk, &params))
-		verdict_fail(disk.fail);
+	ndisks = disk_work__count(&params);
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disk_work__start(&disks[i], &params, i))
+			verdict_fail(disks[i].fail);
+}
+
+/* One step on each disk: 1 if any did something; a failure ends the run here. */
+static int disks_step(bool *active)
+{
+	int any = 0;
+
+	*active = false;
+	for (unsigned i = 0; i < ndisks; i++) {
+		int d = disk_work__step(&disks[i]);
+
+		if (d < 0)
+			verdict_fail(disks[i].fail);
+		any |= d;
+		*active |= disk_work__active(&disks[i]);
+	}
+	return any;
 }
 
 /* The run: returns why it ended. */
@@ -168,6 +193,7 @@ static const char *run(uint64_t t_boot)
 
 	for (;;) {
 		uint64_t now = rdtsc(), until;
+		bool disk_active;
 		long n;
 		int d;
 
@@ -187,12 +213,8 @@ static const char *run(uint64_t t_boot)
 		if (__atomic_load_n(&failed_cpu, __ATOMIC_ACQUIRE) >= 0)
 			return "failure";
 
-		d = disk_work__step(&disk);
-		if (d < 0)
-			verdict_fail(disk.fail);
-
-		until = now + clock__us_to_ticks(disk_work__active(&disk) ? BSP_DISK_SLICE_US
-									   : BSP_SLICE_US);
+		d = disks_step(&disk_active);
+		until = now + clock__us_to_ticks(disk_active ? BSP_DISK_SLICE_US : BSP_SLICE_US);
 		if (until > hb_next)
 			until = hb_next;
 		n = mem_work__step(&workers[0], until);
@@ -206,6 +228,7 @@ static const char *run(uint64_t t_boot)
 static void __attribute__((noreturn)) finish(const char *reason, uint64_t t_boot)
 {
 	uint64_t rounds = UINT64_MAX, verified = 0;
+	char more[16] = "";
 	int bad;
 
 	serial__printf("FINISH reason=%s t_ms=%llu", reason,
@@ -218,8 +241,9 @@ static void __attribute__((noreturn)) finish(const char *reason, uint64_t t_boot
 	bad = __atomic_load_n(&failed_cpu, __ATOMIC_ACQUIRE);
 	if (bad >= 0)
 		verdict_fail(workers[bad].fail);
-	if (disk_work__finish(&disk))
-		verdict_fail(disk.fail);
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disk_work__finish(&disks[i]))
+			verdict_fail(disks[i].fail);
 
 	for (unsigned c = 0; c < ncpus; c++) {
 		uint64_t r = mem_work__rounds(&workers[c]);
@@ -230,8 +254,12 @@ static void __attribute__((noreturn)) finish(const char *reason, uint64_t t_boot
 	}
 	if (!params.dirty)
 		rounds = 0;
-	serial__printf("VERDICT PASS cpus=%u rounds=%llu pages_verified=%llu disk=%s", ncpus,
-		       (unsigned long long)rounds, (unsigned long long)verified, disk.verdict);
+	/* Every disk ran the same mode and passed: the first one's verdict speaks for all. */
+	if (ndisks > 1)
+		fmt__snprintf(more, sizeof(more), " disks=%u", ndisks);
+	serial__printf("VERDICT PASS cpus=%u rounds=%llu pages_verified=%llu disk=%s%s", ncpus,
+		       (unsigned long long)rounds, (unsigned long long)verified, disks[0].verdict,
+		       more);
 	power__off();
 }
 

@@ -39,7 +39,7 @@ void pci__write16(unsigned bdf, unsigned off, uint16_t v)
 	outw((uint16_t)(CONF_DATA + (off & 2)), v);
 }
 
-int pci__find(uint16_t vendor, uint16_t device)
+int pci__find(uint16_t vendor, uint16_t device, unsigned nth)
 {
 	for (unsigned dev = 0; dev < 32; dev++) {
 		for (unsigned fn = 0; fn < 8; fn++) {
@@ -51,7 +51,7 @@ int pci__find(uint16_t vendor, uint16_t device)
 					break;
 				continue;
 			}
-			if ((id & 0xFFFF) == vendor && (id >> 16) == device)
+			if ((id & 0xFFFF) == vendor && (id >> 16) == device && !nth--)
 				return (int)bdf;
 			if (fn == 0 && !(pci__read8(bdf, PCI_HEADER) & 0x80))
 				break;	/* single-function device */

@@ -11,8 +11,8 @@ uint16_t pci__read16(unsigned bdf, unsigned off);
 uint8_t pci__read8(unsigned bdf, unsigned off);
 void pci__write16(unsigned bdf, unsigned off, uint16_t v);
 
-/* First function on bus 0 with this vendor/device; returns its bdf or -1. */
-int pci__find(uint16_t vendor, uint16_t device);
+/* The nth function (from 0, in bus order) on bus 0 with this vendor/device; its bdf or -1. */
+int pci__find(uint16_t vendor, uint16_t device, unsigned nth);
 /* Address of memory BAR `bar` (64-bit BARs combined); 0 if unassigned or an I/O BAR. */
 uint64_t pci__bar_addr(unsigned bdf, unsigned bar);
 /* Turn on memory decoding and bus mastering. */

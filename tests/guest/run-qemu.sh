@@ -11,8 +11,9 @@
 #   --smp N          N vCPUs; also passes smp=N so the guest starts the APs
 #                    itself (SeaBIOS leaves them parked under multiboot)
 #   --cpu MODEL      QEMU CPU model (default qemu64; -cpu host aborts on kvm-pvm)
-#   --disk IMAGE     raw image as a modern virtio-blk-pci device
-#   --disk-ro        attach it read-only (readonly=on)
+#   --disk IMAGE     raw image as a modern virtio-blk-pci device; repeatable
+#                    (the guest drives them in this order, up to 4)
+#   --disk-ro        attach the disks read-only (readonly=on)
 #   --cache MODE     drive cache mode (default none; use writeback on tmpfs)
 #   --pvh            boot through QEMU's PVH path instead of multiboot (a copy
 #                    of the guest with its multiboot header disabled), to
@@ -34,7 +35,7 @@ guest=
 mem=1G
 smp=1
 cpu=qemu64
-disk=
+disks=0
 disk_ro=
 cache=none
 pvh=
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
 	--mem) need "$@"; mem=$2; shift 2 ;;
 	--smp) need "$@"; smp=$2; shift 2 ;;
 	--cpu) need "$@"; cpu=$2; shift 2 ;;
-	--disk) need "$@"; disk=$2; shift 2 ;;
+	--disk) need "$@"; disks=$((disks + 1)); eval "disk_$disks=\$2"; shift 2 ;;
 	--disk-ro) disk_ro=1; shift ;;
 	--cache) need "$@"; cache=$2; shift 2 ;;
 	--pvh) pvh=1; shift ;;
@@ -103,12 +104,17 @@ fi
 set -- -machine pc,accel=kvm -cpu "$cpu" -m "$mem" -smp "$smp" \
 	-nodefaults -no-user-config -display none -serial stdio -no-reboot \
 	-kernel "$guest" -append "$params" "$@"
-if [ -n "$disk" ]; then
+i=1
+while [ "$i" -le "$disks" ]; do
+	eval "disk=\$disk_$i"
 	[ -f "$disk" ] || die "disk image not found: $disk"
-	drive="file=$disk,if=none,id=d0,format=raw,cache=$cache"
+	# d0 for the first disk, as before the option was repeatable.
+	id=d$((i - 1))
+	drive="file=$disk,if=none,id=$id,format=raw,cache=$cache"
 	[ -z "$disk_ro" ] || drive="$drive,readonly=on"
-	set -- "$@" -drive "$drive" -device virtio-blk-pci,drive=d0,disable-legacy=on
-fi
+	set -- "$@" -drive "$drive" -device virtio-blk-pci,drive=$id,disable-legacy=on
+	i=$((i + 1))
+done
 if [ -n "$timeout_s" ]; then
 	set -- timeout -k 5 "$timeout_s" "$qemu" "$@"
 else

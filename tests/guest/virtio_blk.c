@@ -1,7 +1,7 @@
 /*
- * virtio_blk.c: modern virtio-pci transport and one split virtqueue, one
- * request in flight at a time, completion polled with interrupts suppressed
- * (ring 3 runs with IF=0).
+ * virtio_blk.c: modern virtio-pci transport and one split virtqueue per
+ * device, one request in flight at a time per device, completion polled with
+ * interrupts suppressed (ring 3 runs with IF=0).
  */
 #include "arch.h"
 #include "clock.h"
@@ -79,12 +79,16 @@ struct blk_req_hdr {
 	uint64_t sector;
 };
 
+struct virtio_blk_vq {
+	struct vring_desc desc[QUEUE_MAX] __attribute__((aligned(4096)));
+	struct vring_avail avail __attribute__((aligned(4096)));
+	struct vring_used used __attribute__((aligned(4096)));
+	struct blk_req_hdr req_hdr __attribute__((aligned(64)));
+	volatile uint8_t req_status __attribute__((aligned(64)));
+};
+
 /* Guest-physical == virtual (identity map), and all of this lies below 32 MiB. */
-static struct vring_desc desc[QUEUE_MAX] __attribute__((aligned(4096)));
-static struct vring_avail avail __attribute__((aligned(4096)));
-static struct vring_used used __attribute__((aligned(4096)));
-static struct blk_req_hdr req_hdr __attribute__((aligned(64)));
-static volatile uint8_t req_status __attribute__((aligned(64)));
+static struct virtio_blk_vq vqs[VIRTIO_BLK_MAX];
 
 static uint64_t pa(const volatile void *p)
 {
@@ -168,21 +172,41 @@ static uint64_t read_capacity(const struct virtio_blk *d)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-int virtio_blk__init(struct virtio_blk *d, char *err, unsigned errlen)
+unsigned virtio_blk__count(void)
+{
+	unsigned n = 0;
+
+	while (pci__find(VIRTIO_VENDOR, VIRTIO_BLK_MODERN, n) >= 0)
+		n++;
+	return n;
+}
+
+int virtio_blk__init(struct virtio_blk *d, unsigned nth, char *err, unsigned errlen)
 {
 	struct cap caps[5] = { 0 };
+	struct virtio_blk_vq *vq;
 	uint32_t f_lo, f_hi;
 	uint16_t qmax;
 	int bdf;
 	struct timeout t;
 
 	memset(d, 0, sizeof(*d));
-	bdf = pci__find(VIRTIO_VENDOR, VIRTIO_BLK_MODERN);
-	if (bdf < 0) {
+	if (nth >= VIRTIO_BLK_MAX) {
+		fmt__snprintf(err, errlen, "disk: at most %u virtio-blk devices", VIRTIO_BLK_MAX);
+		return -1;
+	}
+	bdf = pci__find(VIRTIO_VENDOR, VIRTIO_BLK_MODERN, nth);
+	if (bdf < 0 && !nth) {
 		fmt__snprintf(err, errlen, "disk: no modern virtio-blk (1af4:1042) on PCI bus 0");
 		return -1;
 	}
+	if (bdf < 0) {
+		fmt__snprintf(err, errlen, "disk: no virtio-blk of index %u, PCI bus 0 holds %u",
+			      nth, virtio_blk__count());
+		return -1;
+	}
 	d->bdf = (unsigned)bdf;
+	d->vq = vq = &vqs[nth];
 	pci__enable(d->bdf);
 	find_caps(d->bdf, caps);
 	if (map_cap(d->bdf, &caps[CAP_COMMON], "common", &d->common, err, errlen) ||
@@ -231,13 +255,11 @@ int virtio_blk__init(struct virtio_blk *d, char *err, unsigned errlen)
 	d->queue_size = qmax < QUEUE_MAX ? qmax : QUEUE_MAX;
 	mmio_write16(d->common + COMMON_Q_SIZE, d->queue_size);
 	d->notify_off = mmio_read16(d->common + COMMON_Q_NOFF);
-	memset(desc, 0, sizeof(desc));
-	memset(&avail, 0, sizeof(avail));
-	memset(&used, 0, sizeof(used));
-	avail.flags = AVAIL_F_NO_INTERRUPT;
-	write64(d->common + COMMON_Q_DESC, pa(desc));
-	write64(d->common + COMMON_Q_AVAIL, pa(&avail));
-	write64(d->common + COMMON_Q_USED, pa(&used));
+	memset(vq, 0, sizeof(*vq));
+	vq->avail.flags = AVAIL_F_NO_INTERRUPT;
+	write64(d->common + COMMON_Q_DESC, pa(vq->desc));
+	write64(d->common + COMMON_Q_AVAIL, pa(&vq->avail));
+	write64(d->common + COMMON_Q_USED, pa(&vq->used));
 	mmio_write16(d->common + COMMON_Q_ENABLE, 1);
 	set_status(d, STATUS_DRIVER_OK);
 
@@ -248,11 +270,13 @@ int virtio_blk__init(struct virtio_blk *d, char *err, unsigned errlen)
 void virtio_blk__submit(struct virtio_blk *d, uint32_t type, uint64_t sector, void *buf,
 			uint32_t len)
 {
+	struct virtio_blk_vq *vq = d->vq;
+	struct vring_desc *desc = vq->desc;
 	unsigned n = 0;
 
-	req_hdr = (struct blk_req_hdr){ .type = type, .sector = sector };
-	req_status = 0xFF;
-	desc[n++] = (struct vring_desc){ pa(&req_hdr), sizeof(req_hdr), DESC_F_NEXT, 1 };
+	vq->req_hdr = (struct blk_req_hdr){ .type = type, .sector = sector };
+	vq->req_status = 0xFF;
+	desc[n++] = (struct vring_desc){ pa(&vq->req_hdr), sizeof(vq->req_hdr), DESC_F_NEXT, 1 };
 	if (buf && len) {
 		desc[n] = (struct vring_desc){
 			pa(buf), len,
@@ -261,13 +285,13 @@ void virtio_blk__submit(struct virtio_blk *d, uint32_t type, uint64_t sector, vo
 		};
 		n++;
 	}
-	desc[n] = (struct vring_desc){ pa(&req_status), 1, DESC_F_WRITE, 0 };
+	desc[n] = (struct vring_desc){ pa(&vq->req_status), 1, DESC_F_WRITE, 0 };
 	desc[n - 1].next = (uint16_t)n;
 
-	avail.ring[d->avail_idx % d->queue_size] = 0;
+	vq->avail.ring[d->avail_idx % d->queue_size] = 0;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	d->avail_idx++;
-	__atomic_store_n(&avail.idx, d->avail_idx, __ATOMIC_RELEASE);
+	__atomic_store_n(&vq->avail.idx, d->avail_idx, __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	mmio_write16(d->notify + (uint64_t)d->notify_off * d->notify_mult, 0);
 	timeout__start(&d->timeout, REQUEST_TIMEOUT_MS);
@@ -278,11 +302,11 @@ int virtio_blk__poll(struct virtio_blk *d)
 {
 	if (!d->busy)
 		return -1;
-	if (__atomic_load_n(&used.idx, __ATOMIC_ACQUIRE) == d->used_idx)
+	if (__atomic_load_n(&d->vq->used.idx, __ATOMIC_ACQUIRE) == d->used_idx)
 		return timeout__expired(&d->timeout) ? -1 : VIRTIO_BLK_BUSY;
 	d->used_idx++;
 	d->busy = false;
-	return req_status;
+	return d->vq->req_status;
 }
 
 int virtio_blk__request(struct virtio_blk *d, uint32_t type, uint64_t sector, void *buf, uint32_t len)

@@ -18,9 +18,13 @@
 #define VIRTIO_BLK_BUSY		(-2)	/* virtio_blk__poll: still in flight */
 
 #define SECTOR_SIZE		512
+#define VIRTIO_BLK_MAX		4	/* devices the driver can run at once */
+
+struct virtio_blk_vq;
 
 struct virtio_blk {
 	unsigned bdf;
+	struct virtio_blk_vq *vq;		/* this device's queue memory */
 	uint64_t common, notify, device;	/* MMIO addresses of the config structures */
 	uint32_t notify_mult;
 	uint16_t notify_off;
@@ -32,8 +36,13 @@ struct virtio_blk {
 	struct timeout timeout;			/* of the request in flight */
 };
 
-/* Find and initialise the first 1af4:1042 on bus 0; -1 with a reason in err. */
-int virtio_blk__init(struct virtio_blk *d, char *err, unsigned errlen);
+/* How many 1af4:1042 functions bus 0 holds. */
+unsigned virtio_blk__count(void);
+/*
+ * Find and initialise the nth (from 0, in bus order; below VIRTIO_BLK_MAX)
+ * 1af4:1042 on bus 0; -1 with a reason in err.
+ */
+int virtio_blk__init(struct virtio_blk *d, unsigned nth, char *err, unsigned errlen);
 /* Start a request (none may be in flight); buf must stay untouched until it completes. */
 void virtio_blk__submit(struct virtio_blk *d, uint32_t type, uint64_t sector, void *buf,
 			uint32_t len);

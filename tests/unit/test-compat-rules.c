@@ -184,6 +184,12 @@ START_TEST(disk_cache)
 	run(f, "amd-host.json", "sp3-host.json");
 	ck_row(&f->r, "disk-cache", 0, COMPAT_WARN, "disk vda: cache=writeback on a writable disk, allowed by --unsafe");
 	f->opts.unsafe = false;
+	/* A copied disk is read back through the page cache: safe. */
+	bool copied[VM_MAX_DISKS] = { true };
+	f->opts.disk_copied = copied;
+	run(f, "amd-host.json", "sp3-host.json");
+	ck_row(&f->r, "disk-cache", 0, COMPAT_PASS, "disk vda: cache=writeback, copied with the VM");
+	f->opts.disk_copied = NULL;
 	f->vm.disks[0].readonly = true;
 	run(f, "amd-host.json", "sp3-host.json");
 	ck_row(&f->r, "disk-cache", 0, COMPAT_PASS, "disk vda: read-only");
