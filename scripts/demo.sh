@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build vmhop and its test guest, boot
-# the guest (2 vCPUs, 1 GiB, a cache=none disk, memory dirtied and verified
-# by the guest itself) under `vmhop run`, live-migrate it over loopback TCP to
-# a second VMM process started with `vmhop migrate-recv`, show that it keeps
-# running there (heartbeats continue with the next sequence number), then shut
-# it down on the destination and show its verdict. Exits 0 only if all of that
+# the guest (2 vCPUs, 1 GiB, two cache=none disks it keeps rewriting, memory
+# dirtied and verified by the guest itself) under `vmhop run`, live-migrate it
+# over loopback TCP to a second VMM process started with `vmhop migrate-recv`,
+# one disk staying on shared storage and the other copied during the move,
+# show that it keeps running there (heartbeats continue with the next sequence
+# number), then shut it down on the destination and show its verdict and both
+# disks checked from the host. Exits 0 only if all of that
 # worked. Safe to run again; every process it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,14 +84,18 @@ src_sock=$work/src.sock
 dst_sock=$work/dst.sock
 src_console=$work/src.console
 dst_console=$work/dst.console
-truncate -s 64M "$work/disk.img"
-cmdline="seconds=0 dirty=64M rate=50M verify=1 disk=rw disk_mib=8 hb=200"
+truncate -s 64M "$work/shared.img"
+truncate -s 256M "$work/data.img"
+mkdir "$work/dst-disks"
+cmdline="seconds=0 dirty=64M rate=50M verify=1 disk=rw disk_mib=8 disk_loop=1 disk_rate=4M hb=200"
 
-echo "== source: booting the test guest: 2 vCPUs, 1 GiB, a 64 MiB cache=none disk"
+echo "== source: booting the test guest: 2 vCPUs, 1 GiB, two cache=none disks:"
+echo "   'shared' (64 MiB, on storage both VMM processes see) and 'data' (256 MiB,"
+echo "   to be copied with the VM); the guest rewrites 8 MiB on each, 4 MiB/s"
 echo "   guest workload: $cmdline"
 "$vmhop" run --name demo --kernel "$guest" --cpus 2 --memory 1G \
-	--disk "$work/disk.img,id=data,cache=none" --serial "file:$src_console" \
-	--control "$src_sock" --cmdline "$cmdline" 2>"$work/src.err" &
+	--disk "$work/shared.img,id=shared,cache=none" --disk "$work/data.img,id=data,cache=none" \
+	--serial "file:$src_console" --control "$src_sock" --cmdline "$cmdline" 2>"$work/src.err" &
 src=$!
 pids+=("$src")
 wait_for 10 test -S "$src_sock" || { cat "$work/src.err" >&2; fail "the source VM did not start"; }
@@ -100,9 +106,9 @@ sed -n '1,6p' "$src_console" | sed 's/^/   src| /'
 echo "== source query-status:"
 "$vmhop" ctl --control "$src_sock" query-status | sed 's/^/   /'
 
-echo "== destination: vmhop migrate-recv --listen tcp:127.0.0.1:0"
+echo "== destination: vmhop migrate-recv --listen tcp:127.0.0.1:0 --disk-dir DST-DISKS"
 "$vmhop" migrate-recv --listen tcp:127.0.0.1:0 --control "$dst_sock" \
-	--serial "file:$dst_console" 2>"$work/recv.err" &
+	--serial "file:$dst_console" --disk-dir "$work/dst-disks" 2>"$work/recv.err" &
 dst=$!
 pids+=("$dst")
 port_of() { sed -n 's/^vmhop migrate-recv: listening on tcp:127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$work/recv.err"; }
@@ -116,9 +122,10 @@ sed 's/^/   /' "$work/recv.err"
 # a line updated in place on a terminal); the summary and the JSON object to
 # standard output.
 echo "== live migration: vmhop migrate-send --control SRC --to tcp:127.0.0.1:$port --max-bandwidth 100M"
+echo "   --copy-disk data --verify-disks"
 send_rc=0
 "$vmhop" migrate-send --control "$src_sock" --to "tcp:127.0.0.1:$port" --max-bandwidth 100M \
-	--timeout 120 --json 2>&1 >"$work/send.out" || send_rc=$?
+	--copy-disk data --verify-disks --timeout 120 --json 2>&1 >"$work/send.out" || send_rc=$?
 grep -v '^{' "$work/send.out" | sed 's/^/   /' || true
 echo "   JSON summary: $(tail -n 1 "$work/send.out")"
 [ "$send_rc" -eq 0 ] || fail "migrate-send exited with status $send_rc"
@@ -171,7 +178,10 @@ case $verdict in
 "VERDICT PASS"*) ;;
 *) fail "the guest's verdict: ${verdict:-none}" ;;
 esac
-echo "== the disk, checked from the host:"
-python3 tests/guest/check-disk.py "$work/disk.img" --mib 8 | sed 's/^/   /' ||
-	fail "the disk pattern is wrong"
+echo "== the disks, checked from the host: the shared image, and the copy in DST-DISKS"
+python3 tests/guest/check-disk.py "$work/shared.img" --mib 8 --disk 0 | sed 's/^/   /' ||
+	fail "the shared disk's pattern is wrong"
+python3 tests/guest/check-disk.py "$work/dst-disks/data.img" --mib 8 --disk 1 | sed 's/^/   /' ||
+	fail "the copied disk's pattern is wrong"
+echo "   the copy: $(du -h --apparent-size "$work/dst-disks/data.img" | cut -f1) long, $(du -h "$work/dst-disks/data.img" | cut -f1) allocated (sparse)"
 echo "== demo: the guest moved while running and verified PASS on the destination"
