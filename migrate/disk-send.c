@@ -183,9 +183,16 @@ int disk_send__start(struct disk_send *ds, struct vm *vm, struct err *e)
 	return 0;
 }
 
-/* [off, off + len) of the image into disk-data sections. */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+/* [off, off + len) of the image into disk-data sections. With skip_zero
+ * (the bulk pass into a new, empty copy) all-zero 64 KiB blocks are left
+ * out: they are holes there already. */
 static int send_range(struct disk_send *ds, unsigned k, struct stream_writer *w, uint64_t off,
-		      uint64_t len, struct err *e)
+		      uint64_t len, bool skip_zero, struct err *e)
 {
 	struct disk_send_one *d = &ds->d[k];
 	const struct disk_config *dc = &d->blk->vm->cfg->disks[d->index];
@@ -195,10 +202,27 @@ static int send_range(struct disk_send *ds, unsigned k, struct stream_writer *w,
 		if (got < 0 || (uint64_t)got < n)
 			return err__setsys(e, got < 0 ? errno : EIO, "disk %s: reading %s at %llu",
 					   dc->id, dc->path, (unsigned long long)off);
-		int rc = disk_sections__write_data(w, d->index, off, ds->buf, n, e);
-		if (rc < 0)
-			return rc;
-		add_sent(ds, k, n, 0);
+		uint32_t a = 0;
+		while (a < n) {
+			uint32_t b = a;
+			/* A run of blocks to send: [a, b). */
+			while (b < n) {
+				uint32_t step = (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
+				if (skip_zero && all_zero(ds->buf + b, step))
+					break;
+				b += step;
+			}
+			if (b > a) {
+				int rc = disk_sections__write_data(w, d->index, off + a, ds->buf + a, b - a, e);
+				if (rc < 0)
+					return rc;
+				add_sent(ds, k, b - a, 0);
+			}
+			/* Skip the zero block that ended the run. */
+			if (b < n)
+				b += (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
+			a = b;
+		}
 		off += n;
 		len -= n;
 	}
@@ -216,7 +240,7 @@ static int send_blocks(struct disk_send *ds, unsigned k, struct stream_writer *w
 		uint64_t b = dirty_bitmap__next_clear(d->pending, nb, a);
 		uint64_t off = a * BLOCK, end = MIN(b * BLOCK, d->size);
 		dirty_bitmap__clear_range(d->pending, a, b - a);
-		int rc = send_range(ds, k, w, off, end - off, e);
+		int rc = send_range(ds, k, w, off, end - off, false, e);
 		if (rc < 0)
 			return rc;
 		blocks += b - a;
@@ -233,7 +257,8 @@ static int send_blocks(struct disk_send *ds, unsigned k, struct stream_writer *w
 }
 
 /* A full copy's bulk: the image's data extents only (SEEK_DATA/SEEK_HOLE),
- * so holes stay holes on the destination. */
+ * and of those the blocks that are not all zero, so holes stay holes on the
+ * destination. A block device has no holes to ask for: all of it is read. */
 static int bulk_extents(struct disk_send *ds, unsigned k, struct stream_writer *w,
 			int (*after_first)(void *), void *opaque, bool *first, struct err *e)
 {
@@ -245,11 +270,15 @@ static int bulk_extents(struct disk_send *ds, unsigned k, struct stream_writer *
 		if (data < 0 && errno == ENXIO)
 			break;
 		off_t hole = data < 0 ? -1 : lseek(d->fd, data, SEEK_HOLE);
+		if (data < 0 && errno == EINVAL) {
+			data = (off_t)off;
+			hole = (off_t)d->size;
+		}
 		if (data < 0 || hole < 0)
 			return err__setsys(e, errno, "disk %s: finding the data in %s", dc->id, dc->path);
 		uint64_t a = (uint64_t)data & ~4095ULL, end = MIN(ALIGN_UP((uint64_t)hole, 4096), d->size);
 		for (; a < end; a += CHUNK) {
-			int rc = send_range(ds, k, w, a, MIN((uint64_t)CHUNK, end - a), e);
+			int rc = send_range(ds, k, w, a, MIN((uint64_t)CHUNK, end - a), true, e);
 			if (rc < 0)
 				return rc;
 			if (*first) {
