@@ -9,6 +9,7 @@ NESTED_TESTS = \
 	tests/nested/test-disk-intx.py \
 	tests/nested/test-clock.py \
 	tests/nested/test-migrate.py \
+	tests/nested/test-diskcopy.py \
 	tests/nested/test-snapshot.py
 TESTS += $(NESTED_TESTS)
 EXTRA_DIST += $(NESTED_TESTS) tests/nested/nested.py tests/nested/workload.c \

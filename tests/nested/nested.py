@@ -447,8 +447,9 @@ def run_l1(work, vmlinuz, initrd, scenario):
             "-nographic", "-nic", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
             "-kernel", vmlinuz, "-initrd", initrd,
             "-append", "console=ttyS0 quiet panic=-1 rdinit=/init"]
-    if scenario.l1_disk:
-        argv += ["-drive", f"file={scenario.l1_disk},if=virtio,format=raw,cache=unsafe"]
+    for disk in (scenario.l1_disk, scenario.l1_disk2):
+        if disk:
+            argv += ["-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]
     log("L0: " + " ".join(argv))
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -574,6 +575,7 @@ class Scenario:
     doc = ""
     pvh = False
     l1_disk = None
+    l1_disk2 = None     # L1's /dev/vdb
     l2_body = ""
     l1_body = ""
 
@@ -881,6 +883,7 @@ while IFS= read -r l; do echo "stamp| dst $l"; done < /tmp/dst.stamps
             f.truncate(64 << 20)
 
     def verify(self, res):
+        self.result_lines = res
         l2_boot_time(res)
         check(res.first(r"^L1: lo: inet 127\.0\.0\.1") is not None, "L1's loopback is up (127.0.0.1)")
         check_l2_basics(res, 2, 512)
@@ -948,8 +951,46 @@ while IFS= read -r l; do echo "stamp| dst $l"; done < /tmp/dst.stamps
         log(f"L0: clock watcher (the guest's own view, not judged: a late wakeup looks the same as a jump): "
             f"max excess {excess:.1f} ms over {f.get('watch_samples')} sleeps of 25 ms; over 100 ms: {jumps}")
         check_kmsg(res, "dst| ")
+        self.verify_disk(summary)
+
+    def verify_disk(self, summary):
         bad = check_disk_image(self.l1_disk, 256, range(1, self.BEATS + 1))
         check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the image file afterwards"
+              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+
+
+class DiskCopy(Migrate):
+    name = "diskcopy"
+    doc = ("the migrate scenario with the disk copied (--copy-disk, --verify-disks) into a file "
+           "in L1's /tmp while L2 writes it with interrupts: PASS on the destination, the copy "
+           "holds every block")
+    # L1's /tmp is tmpfs, which has no O_DIRECT here: the source disk uses
+    # the page cache, which a copied disk allows (vmhop-migrate-send(1)).
+    l1_body = Migrate.l1_body.replace(
+        "--disk /dev/vda,cache=none", "--disk /dev/vda,id=data,cache=writeback").replace(
+        "--control /tmp/dst.sock >", "--control /tmp/dst.sock --disk-dir /tmp/dst-disks >").replace(
+        "rm -f /tmp/dst.fifo", "rm -f /tmp/dst.fifo\nmkdir -p /tmp/dst-disks").replace(
+        "--timeout 90 --json", "--timeout 90 --copy-disk data --verify-disks --json") + r"""
+say "copy: $(ls -ls /tmp/dst-disks 2>&1 | tr '\n' ' ')"
+dd if=/tmp/dst-disks/data.img of=/dev/vdb bs=1M 2>/dev/null && sync && say "copy saved to vdb"
+"""
+
+    def prepare(self, work):
+        super().prepare(work)
+        self.l1_disk2 = os.path.join(work, "copy.img")
+        with open(self.l1_disk2, "wb") as f:
+            f.truncate(64 << 20)
+
+    def verify_disk(self, summary):
+        d = (summary.get("disks") or [{}])[0]
+        log(f"L0: disk copy: {d}")
+        check(d.get("mode") == "copied" and d.get("verified") is True,
+              f"the disk was copied and both sides computed the same SHA-256 ({d.get('sha256_source')})")
+        check(summary.get("disk_bytes_sent", 0) > 0, "disk_bytes_sent counts the copy")
+        check(self.result_lines.first(r"^L1: copy saved to vdb") is not None,
+              "L1 saved the destination's copy for L0 to read")
+        bad = check_disk_image(self.l1_disk2, 256, range(1, self.BEATS + 1))
+        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the destination's copy"
               + (f" (block of heartbeat {bad} differs)" if bad else ""))
 
 
@@ -1183,8 +1224,8 @@ done
         check(done == self.ROUNDS, f"every boot ran to the end ({done}/{self.ROUNDS})")
 
 
-SCENARIOS = {s.name: s for s in (Boot, MpTable, Pvh, Disk, DiskIntx, Clock, Migrate, Snapshot,
-                                  Bench, Stress)}
+SCENARIOS = {s.name: s for s in (Boot, MpTable, Pvh, Disk, DiskIntx, Clock, Migrate, DiskCopy,
+                                  Snapshot, Bench, Stress)}
 
 
 def main(argv):
