@@ -266,6 +266,7 @@ int cmd_migrate_recv(int argc, char **argv)
 			break;
 		}
 		t0 = util__now_ns();
+		a.o.listener = &l;	/* the source's further channels (--channels) */
 		int r = migrate__incoming(&in, &a.o, &e);
 		if (r == MIGRATE_PROBED) {
 			fprintf(stderr, WHO ": answered a pre-flight check from %s\n", in.ch.peer);

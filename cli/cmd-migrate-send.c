@@ -48,6 +48,8 @@ static const char send_usage[] =
 	"  --io-timeout SECONDS    a destination silent this long has failed (default 15)\n"
 	"  --unsafe                let writable disks without cache=none move (a warning\n"
 	"                          instead of a refusal; never overrides other rules)\n"
+	"  --channels N            spread memory over N connections to URI (1-16,\n"
+	"                          default 1); the first also carries state and commit\n"
 	"  --copy-disk ID          copy disk ID to the destination during the migration\n"
 	"                          (repeatable); other disks must be on shared storage\n"
 	"  --copy-all-disks        copy every writable disk\n"
@@ -68,7 +70,7 @@ static const char send_usage[] =
 enum { OPT_CONTROL = 256, OPT_TO, OPT_DOWNTIME, OPT_BANDWIDTH, OPT_COMPRESS, OPT_AUTO_CONVERGE,
        OPT_TIMEOUT, OPT_IO_TIMEOUT, OPT_JSON, OPT_UNSAFE, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY,
        OPT_TLS_NAME, OPT_COPY_DISK, OPT_COPY_ALL, OPT_VERIFY_DISKS, OPT_INCREMENTAL,
-       OPT_FALLBACK };
+       OPT_FALLBACK, OPT_CHANNELS };
 
 static const struct option send_options[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
@@ -85,6 +87,7 @@ static const struct option send_options[] = {
 	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 	{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
+	{ "channels", required_argument, NULL, OPT_CHANNELS },
 	{ "copy-disk", required_argument, NULL, OPT_COPY_DISK },
 	{ "copy-all-disks", no_argument, NULL, OPT_COPY_ALL },
 	{ "verify-disks", no_argument, NULL, OPT_VERIFY_DISKS },
@@ -221,6 +224,11 @@ static int parse(int argc, char **argv, struct send_opts *o)
 		case OPT_JSON: o->json = true; break;
 		case OPT_UNSAFE:
 			json_object_object_add(o->args, "unsafe", json_object_new_boolean(1));
+			break;
+		case OPT_CHANNELS:
+			if (util__parse_uint(optarg, 1, MIGRATE_MAX_CHANNELS, &n) < 0)
+				return bad("--channels", optarg, "a number of connections from 1 to 16");
+			json_object_object_add(o->args, "channels", json_object_new_int64((int64_t)n));
 			break;
 		case OPT_COPY_DISK: {
 			struct json_object *ids;
@@ -413,7 +421,7 @@ static void summary(struct json_object *st, const char *status, const char *erro
 	static const char *const keys[] = {
 		"total_ms", "downtime_ms", "setup_ms", "rounds", "bytes_sent", "pages_total",
 		"pages_skipped_zero", "pages_sent_raw", "pages_sent_compressed", "throughput_mib_s",
-		"dirty_rate_mib_s", "unsafe", "disk_bytes_sent", "disks", "preflight",
+		"dirty_rate_mib_s", "unsafe", "disk_bytes_sent", "disks", "channels", "preflight",
 	};
 	json_object_object_add(out, "status", json_object_new_string(status));
 	if (error)

@@ -24,6 +24,8 @@ libvmhop_a_SOURCES += \
 	migrate/mig-proto.c \
 	migrate/mig-fault.c \
 	migrate/mig-source.c \
+	migrate/mig-lanes.c \
+	migrate/mig-lanes.h \
 	migrate/mig-source.h \
 	migrate/mig-control.c \
 	migrate/mig-dest.c

@@ -92,6 +92,18 @@ struct json_object *migrate__stats_json(const struct migrate_stats *st,
 	json_object_object_add(o, "disk_remaining_bytes",
 			       json_object_new_int64((int64_t)st->disk_remaining_bytes));
 	json_object_object_add(o, "disks", disks);
+	if (st->nr_channels > 1) {
+		struct json_object *ch = json_object_new_array();
+		for (unsigned k = 0; ch && k < st->nr_channels && k < MIGRATE_MAX_CHANNELS; k++) {
+			struct json_object *j = json_object_new_object();
+			if (!j)
+				break;
+			json_object_object_add(j, "index", json_object_new_int((int)k));
+			json_object_object_add(j, "bytes_sent", json_object_new_int64((int64_t)st->channel_bytes[k]));
+			json_object_array_add(ch, j);
+		}
+		json_object_object_add(o, "channels", ch);
+	}
 	if (preflight)
 		json_object_object_add(o, "preflight", json_object_get(preflight));
 	return o;
@@ -209,6 +221,10 @@ int migrate__params_from_json(struct migrate_params *p, struct json_object *args
 		r = tls_params(p, args, a.kind == CHANNEL_TLS, e);
 	if (r >= 0)
 		r = disk_params(p, args, e);
+	uint64_t channels = 1;
+	if (r >= 0)
+		r = control__arg_u64(args, "migrate", "channels", 1, MIGRATE_MAX_CHANNELS, &channels, e);
+	p->channels = (unsigned)channels;
 	if (r < 0)
 		return r;
 	if (compress && strcmp(compress, "none") && strcmp(compress, "zstd"))

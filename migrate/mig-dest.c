@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "migrate/disk-copy.h"
+#include "migrate/mig-lanes.h"
 #include "vmhop/compat.h"
 #include "vmhop/disk-sections.h"
 #include "vmhop/host-profile.h"
@@ -83,6 +84,23 @@ static bool probe_only(struct json_object *peer)
 	return json_object_object_get_ex(peer, "probe", &v) && json_object_get_boolean(v);
 }
 
+/* --channels on the source: how many, and the token its further channels
+ * prove themselves with. */
+static int lanes_from_hello(struct migrate_incoming *in, struct json_object *peer, struct err *e)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(peer, "channels", &v))
+		return 0;
+	int64_t n = json_object_get_int64(v);
+	const char *token = json_object_object_get_ex(peer, "token", &v) ? json_object_get_string(v) : NULL;
+	if (n < 1 || n > MIGRATE_MAX_CHANNELS || !token || strlen(token) != MIG_TOKEN_LEN)
+		return err__set(e, EPROTO, "the source asks for %lld channels (1 to %d, with a token)",
+				(long long)n, MIGRATE_MAX_CHANNELS);
+	in->nr_lanes = (unsigned)n - 1;
+	snprintf(in->token, sizeof(in->token), "%s", token);
+	return 0;
+}
+
 /* Our hello always carries this host's profile, so the source can tell the
  * operator everything that is wrong; a source whose release level may not
  * move here is then refused all the same. */
@@ -98,6 +116,12 @@ static int handshake(struct migrate_incoming *in, const struct migrate_recv_opts
 	struct json_object *hello = mig__hello("destination", e);
 	struct json_object *prof = hello ? own_profile(peer, o, e) : NULL;
 	bool probe = probe_only(peer);
+	if (prof && verdict == 0 && (rc = lanes_from_hello(in, peer, e)) < 0) {
+		json_object_put(peer);
+		json_object_put(prof);
+		json_object_put(hello);
+		return rc;
+	}
 	/* Where copied disks go, decided (and their files created) before our
 	 * hello: a refusal names the disk and the path before anything moves. */
 	if (prof && verdict == 0 && (rc = disk_recv__plan(in->disks, peer, o, probe, e)) < 0) {
@@ -215,6 +239,12 @@ static int on_section(struct migrate_incoming *in, struct stream_reader *r,
 	int rc = stream__read_payload(r, STREAM_SECTION_MAX, &p);
 	if (rc)
 		return reader_err(r, rc, e);
+	/* No state before every channel's memory is in. */
+	if (!*state_started && !disk_sections__is_disk(p, rec->len, base) &&
+	    (rc = dest_lanes__join(in, e)) < 0) {
+		free(p);
+		return rc;
+	}
 	if (disk_sections__is_disk(p, rec->len, base)) {
 		bool first = in->disks->n && !in->disk_records++;
 		rc = disk_recv__section(in->disks, p, rec->len, base, e);
@@ -237,13 +267,8 @@ static int load_stream(struct migrate_incoming *in, struct stream_reader *r, str
 	int rc = stream__mem_dec_init(&dec, e);
 	if (rc < 0)
 		return rc;
-	uint64_t *written = calloc((in->vm->mem.nr_pages + 63) / 64, sizeof(uint64_t));
-	if (!written) {
-		stream__mem_dec_free(&dec);
-		return err__set(e, ENOMEM, "out of memory");
-	}
 	struct stream_mem_dst dst = { .host = in->vm->mem.base, .npages = in->vm->mem.nr_pages,
-				      .written = written, .fresh = true };
+				      .written = in->written, .fresh = true };
 	struct section_registry *reg = vm_sections__registry(in->vm);
 	bool state_started = false;
 	struct stream_rec rec;
@@ -268,7 +293,8 @@ static int load_stream(struct migrate_incoming *in, struct stream_reader *r, str
 	if (rc < 0 && !e->code)
 		reader_err(r, rc, e);
 	stream__mem_dec_free(&dec);
-	free(written);
+	if (!rc)
+		rc = dest_lanes__join(in, e);
 	if (rc < 0)
 		return rc;
 	return section__check_all_loaded(reg, e);
@@ -354,6 +380,10 @@ int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opt
 		reader_err(&r, rc, e);
 	if (!rc)
 		rc = build_vm(in, &r, o, e);
+	if (!rc && !(in->written = calloc((in->vm->mem.nr_pages + 63) / 64, sizeof(uint64_t))))
+		rc = err__set(e, ENOMEM, "out of memory");
+	if (!rc)
+		rc = dest_lanes__accept(in, o->listener, e);
 	if (!rc)
 		rc = load_stream(in, &r, e);
 	if (reader)
@@ -376,6 +406,12 @@ int migrate__incoming(struct migrate_incoming *in, const struct migrate_recv_opt
 	if (rc < 0) {
 		if (!e->code)
 			err__set(e, -rc, "%s", strerror(-rc));
+		/* A channel that failed first is the cause of what followed; the
+		 * source hears it before the other channels close. */
+		if (atomic_load(&in->lane_failed)) {
+			err__clear(e);
+			err__set(e, in->lane_err.code ? in->lane_err.code : EIO, "%s", in->lane_err.msg);
+		}
 		refuse(in, e);
 		migrate__incoming_free(in);
 	}
@@ -391,8 +427,11 @@ int migrate__incoming_running(struct migrate_incoming *in, struct err *e)
 
 void migrate__incoming_free(struct migrate_incoming *in)
 {
+	dest_lanes__free(in);
 	vm__destroy(in->vm);
 	in->vm = NULL;
+	free(in->written);
+	in->written = NULL;
 	/* Before go: the copies we created go too (after go there are none
 	 * left to remove: disk_recv__commit forgot them). */
 	if (in->disks) {

@@ -19,6 +19,20 @@ static bool one_of(const char *s, size_t len, const char *const *set, size_t n)
 	return false;
 }
 
+/* "channelN": the N-th further channel of --channels (1..15). */
+static bool channel_phase(const char *s, size_t len)
+{
+	if (len < 8 || len > 9 || memcmp(s, "channel", 7))
+		return false;
+	unsigned n = 0;
+	for (size_t i = 7; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		n = n * 10 + (unsigned)(s[i] - '0');
+	}
+	return n >= 1 && n <= 15;
+}
+
 int mig_fault__check(const char *spec, struct err *e)
 {
 	if (!spec || !*spec)
@@ -28,10 +42,11 @@ int mig_fault__check(const char *spec, struct err *e)
 		return err__set(e, EPERM, "fault injection is a test hook: the VMM must run with %s=1",
 				MIGRATE_TEST_HOOKS_ENV);
 	const char *colon = strchr(spec, ':');
-	if (!colon || !one_of(spec, (size_t)(colon - spec), phases, sizeof(phases) / sizeof(*phases)) ||
+	if (!colon || (!one_of(spec, (size_t)(colon - spec), phases, sizeof(phases) / sizeof(*phases)) &&
+		       !channel_phase(spec, (size_t)(colon - spec))) ||
 	    !one_of(colon + 1, strlen(colon + 1), actions, sizeof(actions) / sizeof(*actions)))
 		return err__set(e, EINVAL, "fault '%s': expected PHASE:ACTION with PHASE one of "
-				"hello, round1, disk, precopy, diskround, stopcopy, ready, go and ACTION cut, stall, kill or delay",
+				"hello, round1, disk, precopy, diskround, stopcopy, ready, go, channel1..channel15 and ACTION cut, stall, kill or delay",
 				spec);
 	return 0;
 }

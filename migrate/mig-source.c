@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +67,8 @@ struct engine {
 	double bw;			/* bytes/s, measured */
 	struct disk_send ds;		/* copied disks */
 	bool disks_started;
+	uint64_t lane_pages[STREAM_PAGE_KINDS];
+	bool cause;			/* e holds the failure's cause: keep it */		/* pages by kind sent on the other channels */
 };
 
 static void set_status(struct migration *m, enum migrate_status s)
@@ -91,6 +94,7 @@ bool mig_source__abort(struct migration *m, bool before_commit)
 		m->abort = true;
 		m->cancelled |= before_commit;
 		channel__shutdown(&m->ch);
+		mig_lanes__shutdown(&m->lanes);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return !before_commit || !late;
@@ -163,7 +167,8 @@ static int send_bytes(struct engine *g, const uint8_t *p, size_t left)
 		p += n;
 		left -= n;
 		pthread_mutex_lock(&m->lock);
-		m->st.bytes_sent = g->sent;
+		m->st.bytes_sent += n;
+		m->st.channel_bytes[0] = g->sent;
 		pthread_mutex_unlock(&m->lock);
 	}
 	return 0;
@@ -193,6 +198,8 @@ static int rc_flush(struct engine *g)
 static int fail(struct engine *g, int rc)
 {
 	struct migration *m = g->m;
+	if (g->cause)
+		return rc < 0 ? rc : -EIO;
 	if (m->peer_err.code) {
 		err__clear(&g->e);
 		err__set(&g->e, m->peer_err.code, "%s", m->peer_err.msg);
@@ -316,6 +323,10 @@ static int handshake(struct engine *g)
 	json_object_object_add(hello, "profile", prof);
 	json_object_object_add(hello, "vm", vmj);
 	json_object_object_add(hello, "probe", json_object_new_boolean(m->p.check_only));
+	if (m->lanes.nlanes > 1) {
+		json_object_object_add(hello, "channels", json_object_new_int((int)m->lanes.nlanes));
+		json_object_object_add(hello, "token", json_object_new_string(m->lanes.token));
+	}
 	struct json_object *disks = disk_send__hello(&g->ds, g->vm);
 	if (disks) {
 		json_object_object_add(hello, "disks", disks);
@@ -372,7 +383,13 @@ static int start_stream(struct engine *g)
 		return rc;
 	g->encoder = true;
 	/* The destination builds the VM from this before any page arrives. */
-	return section__save_one(vm_sections__registry(g->vm), &g->w, VM_SECTION_CONFIG, &g->e);
+	rc = section__save_one(vm_sections__registry(g->vm), &g->w, VM_SECTION_CONFIG, &g->e);
+	if (rc < 0 || g->m->lanes.nlanes <= 1)
+		return rc;
+	/* ... and then waits for the further channels. */
+	if (rc_flush(g) < 0)
+		return fail(g, g->io_err ? g->io_err : -EIO);
+	return mig_lanes__open(&g->m->lanes, g->m, &g->ram, &g->e);
 }
 
 static int start_logging(struct engine *g)
@@ -413,11 +430,96 @@ static int out_of_time(struct engine *g)
 			(unsigned long long)(m->p.timeout_ms / 1000));
 }
 
+static int send_run(void *opaque, uint64_t first, uint64_t count)
+{
+	struct engine *g = opaque;
+	if (aborted(g->m))
+		return -ECANCELED;
+	return stream__mem_write_range(&g->w, &g->enc, &g->ram, first, count);
+}
+
+/* With parallel channels: every lane sends its groups of the pages set in
+ * bm at once, this thread those of the first channel. */
+static int send_lanes(struct engine *g, const uint64_t *bm)
+{
+	struct mig_lanes *ls = &g->m->lanes;
+	struct err le = { 0 };
+	int rc = mig_lanes__start(ls, bm, g->nbits, &le);
+	if (!rc)
+		rc = mig_lane__for_each(bm, g->nbits, 0, ls->nlanes, send_run, g);
+	if (!rc && rc_flush(g) < 0)
+		rc = g->io_err ? g->io_err : -EIO;
+	if (rc < 0) {
+		/* Stop the other lanes; the first channel stays readable for
+		 * the destination's reason. */
+		pthread_mutex_lock(&g->m->lock);
+		g->m->abort = true;
+		pthread_mutex_unlock(&g->m->lock);
+		mig_lanes__shutdown(ls);
+	}
+	int lrc = mig_lanes__wait(ls, &le);
+	/* A channel that failed before anything was stopped is the cause. */
+	pthread_mutex_lock(&g->m->lock);
+	struct err cause = g->m->lane_err;
+	pthread_mutex_unlock(&g->m->lock);
+	if (cause.code) {
+		/* A channel the destination closed: its reason, if it gives one
+		 * on the first channel, says more. */
+		bool closed = cause.code == EPIPE || cause.code == ECONNRESET;
+		if (closed && !g->m->peer_err.code)
+			poll_peer(g, 500);
+		if (closed && g->m->peer_err.code)
+			cause = g->m->peer_err;
+		err__clear(&g->e);
+		err__set(&g->e, cause.code, "%s", cause.msg);
+		g->cause = true;
+		mig_source__abort(g->m, false);
+		return -cause.code;
+	}
+	if (rc < 0) {
+		rc = fail(g, rc);
+		mig_source__abort(g->m, false);
+		return rc;
+	}
+	if (lrc < 0) {
+		err__set(&g->e, le.code, "%s", le.msg);
+		mig_source__abort(g->m, false);
+		return lrc;
+	}
+	count_pages(g);
+	return 0;
+}
+
+static int first_round_lanes(struct engine *g, uint64_t *skipped_holes)
+{
+	struct ram_extents x;
+	int rc = ram_extents__list(g->vm->mem.memfd, g->nbits, &x, &g->e);
+	if (rc < 0)
+		return rc;
+	*skipped_holes = g->nbits - x.pages;
+	uint64_t *bm = calloc(dirty_bitmap__words(g->nbits), sizeof(uint64_t));
+	if (!bm) {
+		ram_extents__free(&x);
+		return err__set(&g->e, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < x.n; i++)
+		dirty_bitmap__set_range(bm, x.v[i].first, x.v[i].count);
+	pthread_mutex_lock(&g->m->lock);
+	g->m->st.remaining_bytes = x.pages * GUEST_PAGE_SIZE;
+	pthread_mutex_unlock(&g->m->lock);
+	ram_extents__free(&x);
+	rc = send_lanes(g, bm);
+	free(bm);
+	return rc;
+}
+
 /* Round 1: every populated page, found by asking the memfd for its data
  * extents; holes are never read and cost nothing on the wire. The extents
  * are listed first so progress can say how much is left. */
 static int first_round(struct engine *g, uint64_t *skipped_holes)
 {
+	if (g->m->lanes.nlanes > 1)
+		return first_round_lanes(g, skipped_holes);
 	struct ram_extents x;
 	int rc = ram_extents__list(g->vm->mem.memfd, g->nbits, &x, &g->e);
 	if (rc < 0)
@@ -455,6 +557,20 @@ static int first_round(struct engine *g, uint64_t *skipped_holes)
  * read, and clears them in bm. */
 static int send_dirty(struct engine *g)
 {
+	if (g->m->lanes.nlanes > 1) {
+		/* Re-arm all of it first: the lanes read the pages meanwhile. */
+		uint64_t a = dirty_bitmap__next(g->bm, g->nbits, 0);
+		while (a < g->nbits) {
+			uint64_t b = dirty_bitmap__next_clear(g->bm, g->nbits, a);
+			int rc = dirty_log__clear(&g->dl, g->bm, a, b - a, &g->e);
+			if (rc < 0)
+				return rc;
+			a = dirty_bitmap__next(g->bm, g->nbits, b);
+		}
+		int rc = send_lanes(g, g->bm);
+		memset(g->bm, 0, dirty_bitmap__words(g->nbits) * sizeof(uint64_t));
+		return rc;
+	}
 	uint64_t a = dirty_bitmap__next(g->bm, g->nbits, 0);
 	while (a < g->nbits) {
 		uint64_t b = dirty_bitmap__next_clear(g->bm, g->nbits, a);
@@ -636,6 +752,9 @@ static int stop_and_copy(struct engine *g, uint64_t *t_pause)
 		rc = send_disk_blocks(g, false);
 	if (!rc && m->p.verify_disks && g->ds.n && (rc = disk_send__digests(&g->ds, &g->w, &g->e)) < 0)
 		rc = fail(g, rc);
+	/* Every channel's memory ends before the state goes. */
+	if (!rc && m->lanes.nlanes > 1 && (rc = mig_lanes__finish(&m->lanes, &g->e)) < 0)
+		mig_source__abort(m, false);
 	if (!rc)
 		rc = section__save_except(vm_sections__registry(g->vm), &g->w, VM_SECTION_CONFIG, &g->e);
 	if (!rc)
@@ -713,6 +832,12 @@ static void cleanup(struct engine *g)
 		stream__writer_free(&g->w);
 	if (g->staging)
 		stream_stage__free(&g->stage);
+	for (unsigned i = 0; g->m->lanes.v && i + 1 < g->m->lanes.nlanes; i++) {
+		const struct stream_mem_stats *ls = &g->m->lanes.v[i].enc.stats;
+		for (unsigned k = 0; k < STREAM_PAGE_KINDS; k++)
+			g->lane_pages[k] += ls->pages[k];
+	}
+	mig_lanes__close(&g->m->lanes);
 	pthread_mutex_lock(&g->m->lock);
 	channel__close(&g->m->ch);
 	pthread_mutex_unlock(&g->m->lock);
@@ -727,7 +852,18 @@ void mig_source__run(struct migration *m)
 	set_vm_flag(m->vm, &m->vm->migrating, true);
 	g.ds.st = m->st.disks;
 	g.ds.lock = &m->lock;
-	int rc = section__check_migratable(vm_sections__registry(m->vm), &g.e);
+	m->lanes.nlanes = m->p.channels ? m->p.channels : 1;
+	pthread_mutex_lock(&m->lock);
+	m->st.nr_channels = m->lanes.nlanes;
+	pthread_mutex_unlock(&m->lock);
+	if (m->lanes.nlanes > 1) {
+		uint8_t rnd[MIG_TOKEN_LEN / 2];
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			err__setsys(&g.e, errno, "getrandom");
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(m->lanes.token + 2 * i, 3, "%02x", rnd[i]);
+	}
+	int rc = g.e.code ? -g.e.code : section__check_migratable(vm_sections__registry(m->vm), &g.e);
 	if (!rc)
 		rc = disk_send__select(&g.ds, m->vm, &m->p, &g.e);
 	pthread_mutex_lock(&m->lock);
@@ -751,8 +887,10 @@ void mig_source__run(struct migration *m)
 		rc = commit(&g, t_pause);
 	if (rc < 0)
 		fail(&g, rc);
-	struct stream_mem_stats ms = g.enc.stats;
 	cleanup(&g);
+	struct stream_mem_stats ms = g.enc.stats;
+	for (unsigned k = 0; k < STREAM_PAGE_KINDS; k++)
+		ms.pages[k] += g.lane_pages[k];
 
 	enum migrate_status s = checked ? MIGRATE_CHECKED : MIGRATE_COMPLETED;
 	disk_send__finish(&g.ds, rc == 0 && !checked);

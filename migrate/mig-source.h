@@ -9,6 +9,7 @@
 
 #include "vmhop/channel.h"
 #include "vmhop/migrate.h"
+#include "migrate/mig-lanes.h"
 
 struct migration {
 	struct vm *vm;
@@ -27,6 +28,8 @@ struct migration {
 	bool cancelled;			/* ... because migrate-cancel asked */
 	struct err peer_err;		/* what the destination said went wrong */
 	struct json_object *preflight;	/* the pre-flight report, once made */
+	struct mig_lanes lanes;		/* --channels: the further connections */
+	struct err lane_err;		/* the first channel to fail, before any abort */
 };
 
 /* The engine: runs the whole migration on the calling thread and leaves the

@@ -119,7 +119,7 @@ static const char *const migrate_params[] = {
 	"uri", "max_downtime_ms", "max_bandwidth", "compress", "auto_converge", "timeout",
 	"io_timeout", "unsafe", "check_only", "fault", "tls_ca", "tls_cert", "tls_key", "tls_name",
 	"copy_disks", "copy_all_disks", "verify_disks", "incremental_disks", "full_copy_fallback",
-	NULL
+	"channels", NULL
 };
 
 static const struct control_cmd vm_commands[] = {

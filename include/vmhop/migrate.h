@@ -8,6 +8,7 @@
 #ifndef VMHOP_MIGRATE_H
 #define VMHOP_MIGRATE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,9 +21,11 @@
 struct vm;
 struct vm_config;
 struct disk_recv;
+struct dest_lane;
 
 #define MIGRATE_DEFAULT_DOWNTIME_MS	300
 #define MIGRATE_DEFAULT_IO_TIMEOUT_MS	15000
+#define MIGRATE_MAX_CHANNELS		16
 
 struct migrate_params {
 	char uri[CHANNEL_URI_MAX];
@@ -52,6 +55,8 @@ struct migrate_params {
 	bool verify_disks;
 	bool incremental_disks;
 	bool full_copy_fallback;
+	/* Connections memory is spread over (1: the control one only). */
+	unsigned channels;
 };
 
 /* Fills defaults, then the arguments of a `migrate` control request. */
@@ -99,6 +104,8 @@ struct migrate_stats {
 	uint64_t disk_remaining_bytes;
 	struct migrate_disk_stats disks[VM_MAX_DISKS];
 	unsigned nr_disks;
+	unsigned nr_channels;
+	uint64_t channel_bytes[MIGRATE_MAX_CHANNELS];	/* per connection, the first first */
 };
 
 /* One JSON object (the query-migrate reply, the migrate summary), with the
@@ -134,6 +141,9 @@ struct migrate_recv_opts {
 	uint64_t io_timeout_ms;
 	const char *fault;		/* test hook, NULL: none */
 	const char *disk_dir;		/* copied disks are created here, NULL: none */
+	/* Where the source's further channels connect (--channels); NULL:
+	 * only one channel is accepted. */
+	struct channel_listener *listener;
 };
 
 struct migrate_incoming {
@@ -147,6 +157,13 @@ struct migrate_incoming {
 	uint64_t io_timeout_ms;
 	struct disk_recv *disks;	/* copied disks (migrate/disk-copy.h) */
 	uint64_t disk_records;
+	/* Parallel channels (migrate/mig-lanes.h): the lanes after the first. */
+	struct dest_lane *lanes;
+	unsigned nr_lanes;
+	char token[40];
+	uint64_t *written;		/* pages loaded, by pfn: shared by the lanes */
+	_Atomic bool lane_failed;	/* a lane failed and closed the first channel */
+	struct err lane_err;		/* ... why (set once, before lane_failed) */
 };
 
 /* migrate__incoming's return when the peer only asked for this host's
