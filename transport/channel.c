@@ -21,6 +21,7 @@ const struct channel_ops *channel__ops(enum channel_kind kind)
 		[CHANNEL_TLS] = &channel__tls_ops,
 		[CHANNEL_FILE] = &channel__file_ops,
 		[CHANNEL_FAULT] = &channel__fault_ops,
+		[CHANNEL_RDMA] = &channel__rdma_ops,
 	};
 	return (unsigned)kind < CHANNEL_KINDS ? table[kind] : &channel__tcp_ops;
 }
@@ -99,11 +100,11 @@ int channel__write_full(struct channel *c, const void *buf, size_t len)
 	const struct channel_ops *o = channel__ops(c->kind);
 	const char *p = buf;
 	uint64_t deadline = deadline_of(c);
+	/* Try first, then wait for what the transport asked for: an rdma:
+	 * channel's fd (an epoll set) never says POLLOUT, and TLS may have to
+	 * read before it can write. */
 	while (len) {
 		short want = POLLOUT;
-		int w = wait_until(c, want, deadline);
-		if (w < 0)
-			return w;
 		ssize_t n;
 		do {
 			n = o->send(c, p, len, &want);
@@ -112,14 +113,13 @@ int channel__write_full(struct channel *c, const void *buf, size_t len)
 				len -= (size_t)n;
 			}
 		} while (n > 0 && len);
-		if (n == -EAGAIN && want != POLLOUT) {
-			/* The transport must read before it can write. */
-			if ((w = wait_until(c, want, deadline)) < 0)
-				return w;
-			continue;
-		}
+		if (!len)
+			break;
 		if (n < 0 && n != -EAGAIN && n != -EINTR)
 			return (int)n;
+		int w = wait_until(c, n == -EAGAIN ? want : POLLOUT, deadline);
+		if (w < 0)
+			return w;
 	}
 	return 0;
 }
@@ -160,11 +160,15 @@ int channel__read_full(struct channel *c, void *buf, size_t len)
 	return 0;
 }
 
-/* Only the socket: safe from another thread while one is inside a transfer
- * (a TLS session is never touched here). */
+/* Only the socket (rdma: its own shutdown op, a disconnect): safe from
+ * another thread while one is inside a transfer (a TLS session is never
+ * touched here). */
 void channel__shutdown(struct channel *c)
 {
-	if (c->fd >= 0)
+	const struct channel_ops *o = channel__ops(c->kind);
+	if (o->shutdown)
+		o->shutdown(c);
+	else if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);	/* only fails if already gone */
 }
 
@@ -205,6 +209,7 @@ int channel__listen_tls(const char *uri, const struct channel_tls_opts *tls,
 	l->fd = -1;
 	l->tls = NULL;
 	l->local[0] = 0;
+	l->rdma = NULL;
 	int r = channel__parse_uri(uri, true, &a, e);
 	if (r < 0)
 		return r;
@@ -233,6 +238,7 @@ int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *
 	c->fd = -1;
 	c->tls = NULL;
 	c->fault = NULL;
+	c->rdma = NULL;
 	const struct channel_ops *o = channel__ops(l->kind);
 	if (o->accept) {
 		c->timeout_ms = 0;
@@ -275,6 +281,7 @@ int channel__connect_tls(const char *uri, int timeout_ms, const struct channel_t
 	c->fd = -1;
 	c->tls = NULL;
 	c->fault = NULL;
+	c->rdma = NULL;
 	int r = channel__parse_uri(uri, false, &a, e);
 	if (r < 0)
 		return r;

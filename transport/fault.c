@@ -89,7 +89,7 @@ static size_t short_len(struct channel_fault *w, size_t len)
 static void cut(struct channel_fault *w)
 {
 	if (!w->send_err) {
-		(void)shutdown(w->inner.fd, SHUT_RDWR);	/* a file has nothing to shut */
+		channel__shutdown(&w->inner);	/* a file has nothing to shut */
 		w->send_err = -EPIPE;
 		w->recv_err = -ECONNRESET;
 	}

@@ -40,6 +40,16 @@ struct channel_ops {
 	/* Makes what was written durable (file:); NULL: nothing to do. */
 	int (*flush)(struct channel *c);
 	void (*close)(struct channel *c);
+	/* Optional. NULL: shutdown(2) on c->fd. Safe from another thread. */
+	void (*shutdown)(struct channel *c);
+	/* Optional, for zero copy (channel__region_add): NULL where the
+	 * transport must copy. region_send queues bytes of the region like
+	 * send (never blocks: > 0 queued, or -EAGAIN with *want, or -errno). */
+	int (*region_add)(struct channel *c, void *addr, size_t len,
+			  struct channel_region **rg, struct err *e);
+	ssize_t (*region_send)(struct channel *c, struct channel_region *rg, size_t off,
+			       size_t len, short *want);
+	void (*region_del)(struct channel *c, struct channel_region *rg);
 };
 
 extern const struct channel_ops channel__tcp_ops;
@@ -47,6 +57,7 @@ extern const struct channel_ops channel__unix_ops;
 extern const struct channel_ops channel__tls_ops;
 extern const struct channel_ops channel__file_ops;
 extern const struct channel_ops channel__fault_ops;
+extern const struct channel_ops channel__rdma_ops;
 
 const struct channel_ops *channel__ops(enum channel_kind kind);
 

@@ -1,5 +1,6 @@
-/* Transport addresses: `tcp:HOST:PORT` and `tls:HOST:PORT`, HOST a name, an
- * IPv4 address or a bracketed IPv6 literal; `unix:PATH`; `file:PATH`. */
+/* Transport addresses: `tcp:HOST:PORT`, `tls:HOST:PORT` and
+ * `rdma:HOST:PORT`, HOST a name, an IPv4 address or a bracketed IPv6
+ * literal; `unix:PATH`; `file:PATH`. */
 #include <stdio.h>
 #include <string.h>
 
@@ -42,10 +43,12 @@ int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, str
 		a->kind = CHANNEL_TCP;
 	else if (!strncmp(uri, "tls:", 4))
 		a->kind = CHANNEL_TLS;
+	else if (!strncmp(uri, "rdma:", 5))
+		a->kind = CHANNEL_RDMA;
 	else
 		return err__set(e, EINVAL, "address %s: unknown transport (expected tcp:HOST:PORT, "
-				"tls:HOST:PORT, unix:PATH or file:PATH)", uri);
-	const char *h = uri + 4, *colon;
+				"tls:HOST:PORT, rdma:HOST:PORT, unix:PATH or file:PATH)", uri);
+	const char *h = strchr(uri, ':') + 1, *colon;
 	size_t hlen;
 	if (*h == '[') {
 		const char *close = strchr(h, ']');

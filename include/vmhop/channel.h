@@ -3,7 +3,9 @@
  * an fd that poll() understands; each transport is an ops table behind the
  * same calls (transport/transport.h). Addresses are URIs: `tcp:HOST:PORT`
  * (HOST may be `[v6addr]`), `tls:HOST:PORT` (TLS 1.3 over TCP, mutual X.509
- * authentication), `unix:PATH`, `file:PATH` (a recorded stream: see below).
+ * authentication), `rdma:HOST:PORT` (RDMA SENDs through librdmacm and
+ * libibverbs, e.g. soft-RoCE), `unix:PATH`, `file:PATH` (a recorded stream:
+ * see below).
  *
  * file:PATH is one-way. channel__connect("file:PATH") creates PATH for
  * writing (O_CREAT|O_EXCL, mode 0600: an existing file is never clobbered,
@@ -39,6 +41,7 @@ enum channel_kind {
 	CHANNEL_TLS,
 	CHANNEL_FILE,
 	CHANNEL_FAULT,		/* a wrapper from channel__fault_wrap */
+	CHANNEL_RDMA,		/* rdma:ADDR:PORT, librdmacm (transport/rdma.c) */
 	CHANNEL_KINDS
 };
 
@@ -67,11 +70,17 @@ struct channel_tls_opts {
 struct channel_tls;		/* transport/tls.c */
 struct channel_tls_server;
 struct channel_fault;		/* transport/fault.c */
+struct channel_rdma;		/* transport/rdma.c */
+struct channel_rdma_server;
+struct channel_region;		/* transport/region.c */
 
 struct channel {
 	enum channel_kind kind;
 	int fd;
 	int timeout_ms;		/* every read/write/wait; 0 = none */
+	/* Before the strings: GCC bounds a string by what follows it in the
+	 * struct, and its format-truncation warnings grow with that. */
+	struct channel_rdma *rdma;	/* rdma: the connection; NULL otherwise */
 	char peer[CHANNEL_URI_MAX];	/* for messages */
 	struct channel_tls *tls;	/* tls: the session; NULL otherwise */
 	struct channel_fault *fault;	/* a fault wrapper's state; NULL otherwise */
@@ -80,12 +89,13 @@ struct channel {
 struct channel_listener {
 	enum channel_kind kind;
 	int fd;
+	struct channel_rdma_server *rdma;	/* rdma: the listening id; NULL otherwise */
 	char local[CHANNEL_URI_MAX];	/* the bound address, port resolved */
 	struct channel_tls_server *tls;	/* tls: the context; NULL otherwise */
 };
 
-/* Parses "tcp:HOST:PORT", "tls:HOST:PORT", "unix:PATH" or "file:PATH"; port
- * 0 is allowed only when listening. */
+/* Parses "tcp:HOST:PORT", "tls:HOST:PORT", "rdma:HOST:PORT", "unix:PATH"
+ * or "file:PATH"; port 0 is allowed only when listening. */
 int channel__parse_uri(const char *uri, bool listen, struct channel_addr *a, struct err *e);
 
 int channel__listen(const char *uri, struct channel_listener *l, struct err *e);
@@ -122,6 +132,20 @@ void channel__shutdown(struct channel *c);
  * (0 or -errno); 0 for the other transports. */
 int channel__flush(struct channel *c);
 void channel__close(struct channel *c);
+
+/* Zero copy, where the transport can (rdma:): a long-lived memory region
+ * (guest RAM) registered once, whose bytes then join the channel's stream in
+ * order without a copy. channel__region_add says -EOPNOTSUPP for transports
+ * that cannot (callers then use channel__write_full). channel__write_region
+ * returns once the bytes are queued: the device reads them later, so the
+ * memory must hold what is meant to be sent until channel__flush (which
+ * waits for every queued byte to reach the peer) or channel__close; a page
+ * written meanwhile may go out old, new or mixed. Bounded by the channel's
+ * timeout like channel__write_full. Regions go before their channel closes. */
+int channel__region_add(struct channel *c, void *addr, size_t len, struct channel_region **rg,
+			struct err *e);
+int channel__write_region(struct channel *c, struct channel_region *rg, size_t off, size_t len);
+void channel__region_del(struct channel *c, struct channel_region *rg);
 
 /* ---- for tests ------------------------------------------------------------ */
 

@@ -99,7 +99,7 @@ START_TEST(uri_bad)
 			 "address tcp:127.0.0.1:70000: port must be a number from 0 to 65535");
 	ck_assert_str_eq(parse_bad("udp:127.0.0.1:5", false, &e),
 			 "address udp:127.0.0.1:5: unknown transport (expected tcp:HOST:PORT, "
-			 "tls:HOST:PORT, unix:PATH or file:PATH)");
+			 "tls:HOST:PORT, rdma:HOST:PORT, unix:PATH or file:PATH)");
 	ck_assert_str_eq(parse_bad("tcp:::1:5", false, &e),
 			 "address tcp:::1:5: put an IPv6 address in brackets");
 	ck_assert_str_eq(parse_bad("tcp::5", false, &e),
