@@ -12,5 +12,7 @@ int cmd_migrate_send(int argc, char **argv);
 int cmd_migrate_recv(int argc, char **argv);
 int cmd_host_profile(int argc, char **argv);
 int cmd_compat_check(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_evacuate(int argc, char **argv);
 
 #endif

@@ -16,3 +16,4 @@ vmhop_SOURCES += \
 	cli/cmd-compat-check.c
 EXTRA_DIST += cli/README.md
 vmhop_SOURCES += cli/cmd-snapshot-schedule.c
+vmhop_SOURCES += cli/cmd-agent.c cli/cmd-evacuate.c cli/cmd-evacuate-run.c agent/evacuate.h

@@ -20,6 +20,8 @@ static const struct command commands[] = {
 	{ "stream-info", cmd_stream_info, "describe a migration stream or snapshot file" },
 	{ "host-profile", cmd_host_profile, "describe this host for migration planning" },
 	{ "compat-check", cmd_compat_check, "check whether a VM can move between two hosts" },
+	{ "agent", cmd_agent, "serve this host to evacuate and other clients (mutual TLS)" },
+	{ "evacuate", cmd_evacuate, "move every VM off a host to other hosts" },
 };
 
 static void usage(FILE *f)

@@ -5,3 +5,4 @@ dist_man_MANS += man/vmhop-migrate-send.1 man/vmhop-migrate-recv.1
 dist_man_MANS += man/vmhop-stream.5
 dist_man_MANS += man/vmhop-compat-check.1 man/vmhop-host-profile.1 man/vmhop-compat-matrix.5
 dist_man_MANS += man/vmhop-transports.7
+dist_man_MANS += man/vmhop-agent.1 man/vmhop-evacuate.1

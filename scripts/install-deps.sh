@@ -8,6 +8,7 @@ packages=(
 	libzstd-dev libssl-dev openssl libuv1-dev librdmacm-dev libibverbs-dev
 	libjson-c-dev check python3 clang
 	qemu-system-x86 qemu-utils iproute2 busybox-static cpio kmod e2fsprogs
+	pacemaker corosync crmsh resource-agents
 )
 
 missing=()
