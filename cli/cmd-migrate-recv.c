@@ -283,8 +283,12 @@ int cmd_migrate_recv(int argc, char **argv)
 	/* One migration per process: nobody else may connect now. */
 	channel__listener_close(&l);
 	if (!rc) {
-		fprintf(stderr, WHO ": received the guest from %s (%.1f MiB in %llu rounds, %.0f ms); "
-			"running it\n", in.ch.peer, (double)in.bytes / (1024.0 * 1024.0),
+		char who[256];
+		channel__identity(&in.ch, who, sizeof(who));
+		fprintf(stderr, WHO ": received the guest from %s%s%s%s (%.1f MiB in %llu rounds, %.0f ms); "
+			"running it\n", in.ch.peer, strcmp(who, in.ch.peer) ? " (" : "",
+			strcmp(who, in.ch.peer) ? who : "", strcmp(who, in.ch.peer) ? ")" : "",
+			(double)in.bytes / (1024.0 * 1024.0),
 			(unsigned long long)in.rounds, (double)(util__now_ns() - t0) / 1e6);
 		fflush(stderr);
 		rc = vm_loop__run_hooked(in.vm, WHO, on_started, &in);

@@ -421,7 +421,7 @@ static void summary(struct json_object *st, const char *status, const char *erro
 	static const char *const keys[] = {
 		"total_ms", "downtime_ms", "setup_ms", "rounds", "bytes_sent", "pages_total",
 		"pages_skipped_zero", "pages_sent_raw", "pages_sent_compressed", "throughput_mib_s",
-		"dirty_rate_mib_s", "unsafe", "disk_bytes_sent", "disks", "channels", "preflight",
+		"dirty_rate_mib_s", "unsafe", "peer", "disk_bytes_sent", "disks", "channels", "preflight",
 	};
 	json_object_object_add(out, "status", json_object_new_string(status));
 	if (error)

@@ -65,6 +65,8 @@ struct json_object *migrate__stats_json(const struct migrate_stats *st,
 	json_object_object_add(o, "id", json_object_new_int64((int64_t)st->id));
 	if (st->unsafe)
 		json_object_object_add(o, "unsafe", json_object_new_boolean(1));
+	if (st->peer[0])
+		json_object_object_add(o, "peer", json_object_new_string(st->peer));
 	uint64_t disk_bytes = 0;
 	struct json_object *disks = json_object_new_array();
 	for (unsigned k = 0; disks && k < st->nr_disks; k++) {

@@ -306,6 +306,9 @@ static int handshake(struct engine *g)
 	if (rc < 0)
 		return rc;
 	channel__set_timeout(&m->ch, (int)m->p.io_timeout_ms);
+	pthread_mutex_lock(&m->lock);
+	channel__identity(&m->ch, m->st.peer, sizeof(m->st.peer));
+	pthread_mutex_unlock(&m->lock);
 	struct host_profile *src = malloc(sizeof(*src));
 	struct json_object *hello = src ? mig__hello("source", &g->e) : NULL, *reply = NULL;
 	struct json_object *prof = hello ? own_profile(g, src) : NULL, *vmj = NULL;

@@ -111,6 +111,7 @@ int channel__write_full(struct channel *c, const void *buf, size_t len)
 			if (n > 0) {
 				p += n;
 				len -= (size_t)n;
+				c->bytes_out += (uint64_t)n;
 			}
 		} while (n > 0 && len);
 		if (!len)
@@ -131,6 +132,8 @@ static ssize_t read_some_until(struct channel *c, void *buf, size_t len, uint64_
 	for (;;) {
 		short want = POLLIN;
 		ssize_t n = o->recv(c, buf, len, &want);
+		if (n > 0)
+			c->bytes_in += (uint64_t)n;
 		if (n != -EAGAIN && n != -EINTR)
 			return n;
 		int w = wait_until(c, want, deadline);
@@ -170,6 +173,16 @@ void channel__shutdown(struct channel *c)
 		o->shutdown(c);
 	else if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);	/* only fails if already gone */
+}
+
+void channel__identity(const struct channel *c, char *buf, size_t size)
+{
+	const struct channel_ops *o = channel__ops(c->kind);
+	buf[0] = 0;
+	if (o->identity)
+		o->identity(c, buf, size);
+	if (!buf[0])
+		snprintf(buf, size, "%s", c->peer);
 }
 
 int channel__flush(struct channel *c)
@@ -239,6 +252,7 @@ int channel__accept(struct channel_listener *l, int timeout_ms, struct channel *
 	c->tls = NULL;
 	c->fault = NULL;
 	c->rdma = NULL;
+	c->bytes_in = c->bytes_out = 0;
 	const struct channel_ops *o = channel__ops(l->kind);
 	if (o->accept) {
 		c->timeout_ms = 0;
@@ -282,6 +296,7 @@ int channel__connect_tls(const char *uri, int timeout_ms, const struct channel_t
 	c->tls = NULL;
 	c->fault = NULL;
 	c->rdma = NULL;
+	c->bytes_in = c->bytes_out = 0;
 	int r = channel__parse_uri(uri, false, &a, e);
 	if (r < 0)
 		return r;

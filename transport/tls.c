@@ -742,6 +742,17 @@ static void tls_close(struct channel *c)
 	channel__fd_close(c);
 }
 
+/* The subject of the certificate the peer presented: verified by the
+ * handshake (a session only exists once it was). */
+static void tls_identity(const struct channel *c, char *buf, size_t size)
+{
+	const struct channel_tls *t = c->tls;
+	X509 *cert = t && t->established ? SSL_get0_peer_certificate(t->ssl) : NULL;
+	buf[0] = 0;
+	if (cert)
+		name_of(X509_get_subject_name(cert), buf, size);
+}
+
 const struct channel_ops channel__tls_ops = {
 	.scheme = "tls",
 	.listen = tls_listen,
@@ -753,4 +764,5 @@ const struct channel_ops channel__tls_ops = {
 	.buffered = tls_buffered,
 	.settle = tls_settle,
 	.close = tls_close,
+	.identity = tls_identity,
 };

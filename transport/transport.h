@@ -50,6 +50,8 @@ struct channel_ops {
 	ssize_t (*region_send)(struct channel *c, struct channel_region *rg, size_t off,
 			       size_t len, short *want);
 	void (*region_del)(struct channel *c, struct channel_region *rg);
+	/* Optional: the peer's proven identity into buf ("" when none). */
+	void (*identity)(const struct channel *c, char *buf, size_t size);
 };
 
 extern const struct channel_ops channel__tcp_ops;

@@ -84,6 +84,8 @@ struct channel {
 	char peer[CHANNEL_URI_MAX];	/* for messages */
 	struct channel_tls *tls;	/* tls: the session; NULL otherwise */
 	struct channel_fault *fault;	/* a fault wrapper's state; NULL otherwise */
+	/* Statistics: bytes moved through channel__write_full and the reads. */
+	uint64_t bytes_out, bytes_in;
 };
 
 struct channel_listener {
@@ -128,6 +130,10 @@ int channel__wait_readable(struct channel *c, int timeout_ms);
 /* Ends both directions now: the peer sees the connection drop. (file: has
  * no peer: nothing happens.) */
 void channel__shutdown(struct channel *c);
+/* Who is at the other end, as far as the transport proved it: for tls: the
+ * subject of the certificate the peer presented and we verified (RFC 2253,
+ * e.g. "CN=vmhop-src"); otherwise its address (c->peer). */
+void channel__identity(const struct channel *c, char *buf, size_t size);
 /* Makes what was written durable: file: fsyncs the file and its directory
  * (0 or -errno); 0 for the other transports. */
 int channel__flush(struct channel *c);

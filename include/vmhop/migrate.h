@@ -106,6 +106,7 @@ struct migrate_stats {
 	unsigned nr_disks;
 	unsigned nr_channels;
 	uint64_t channel_bytes[MIGRATE_MAX_CHANNELS];	/* per connection, the first first */
+	char peer[256];			/* the destination, as its transport proved it */
 };
 
 /* One JSON object (the query-migrate reply, the migrate summary), with the

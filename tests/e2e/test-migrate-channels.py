@@ -25,6 +25,10 @@ def moved(ctx, src, dst, args, label):
     t.check(sum(c["bytes_sent"] for c in ch) == s["bytes_sent"],
             f"{label}: the channels' bytes add up to bytes_sent ({s['bytes_sent']})")
     t.check(src.wait_exit() == 0, f"{label}: the source exits 0")
+    if "tls" in label:
+        t.check("CN=vmhop-dest" in s.get("peer", "") and "CN=vmhop-src" in dst.stderr(),
+                f"{label}: each side names the other by its verified certificate ({s.get('peer')}; "
+                f"{dst.stderr().strip().splitlines()[-1]})")
     dst.wait_line(r"^HB seq=")
     seq = max(dst.heartbeats())
     dst.wait_line(r"^HB seq=", after=seq + 3)

@@ -230,6 +230,17 @@ START_TEST(tls_round_trip)
 	ck_assert(checksum(in_b, LEN) == checksum(out_a, LEN));
 	ck_assert(checksum(in_a, LEN) == checksum(out_b, LEN));
 	ck_assert(!memcmp(in_b, out_a, LEN));
+	/* Statistics, and who is at the other end: the verified subjects. */
+	/* (the handshake's own bytes are not counted; a few of ours may be) */
+	ck_assert_msg(a.bytes_out >= LEN && b.bytes_in >= LEN && b.bytes_out >= LEN && a.bytes_in >= LEN &&
+		      a.bytes_out == b.bytes_in && b.bytes_out == a.bytes_in,
+		      "%llu %llu %llu %llu", (unsigned long long)a.bytes_out, (unsigned long long)b.bytes_in,
+		      (unsigned long long)b.bytes_out, (unsigned long long)a.bytes_in);
+	char who[256];
+	channel__identity(&a, who, sizeof(who));
+	ck_assert_msg(strstr(who, "CN=vmhop-dest"), "%s", who);
+	channel__identity(&b, who, sizeof(who));
+	ck_assert_msg(strstr(who, "CN=vmhop-src"), "%s", who);
 
 	/* nothing more on either side */
 	ck_assert_int_eq(channel__wait_readable(&a, 0), 0);
