@@ -43,10 +43,12 @@ tests_fuzz_fuzz_release_LDADD = $(FUZZ_LDADD)
 # gen-corpus yet: hand-made frames, the same bytes mig__send writes.
 tests_fuzz_fuzz_mig_frame_SOURCES = tests/fuzz/fuzz-mig-frame.c $(FUZZ_LIB) \
 	migrate/mig-proto.c transport/channel.c transport/uri.c transport/tcp.c \
-	transport/unix.c transport/tls.c transport/file.c transport/fault.c
+	transport/unix.c transport/tls.c transport/file.c transport/fault.c \
+	transport/rdma.c transport/rdma-io.c transport/region.c
 tests_fuzz_fuzz_mig_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_mig_frame_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_mig_frame_LDADD = $(FUZZ_LDADD) $(SSL_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS)
+tests_fuzz_fuzz_mig_frame_LDADD = $(FUZZ_LDADD) $(SSL_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS) \
+	$(RDMACM_LIBS) $(IBVERBS_LIBS)
 
 tests_fuzz_gen_corpus_SOURCES = tests/fuzz/gen-corpus.c $(FUZZ_LIB)
 tests_fuzz_gen_corpus_CFLAGS = $(AM_CFLAGS)
