@@ -38,6 +38,13 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 make -C "$build" -j"$jobs" check >"$logdir/make-check.out" 2>&1 || status=1
 grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR):' "$logdir/make-check.out"
+# make check can also stop without a failed test (a test that cannot be
+# built): that must count as a failure in the total too.
+if [ $status -ne 0 ] && ! grep -qE '^(FAIL|ERROR|XPASS):' "$logdir/make-check.out"; then
+	grep -E '\*\*\*|Stop\.' "$logdir/make-check.out" | head -5
+	echo "FAIL: make check stopped before its tests ended"
+	echo "FAIL: make-check" >>"$logdir/extra-results"
+fi
 grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' "$logdir/make-check.out"
 
 if [ -f tests/fuzz/smoke.sh ]; then
