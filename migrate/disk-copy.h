@@ -46,6 +46,21 @@ void disk_copy__hex(const uint8_t *p, size_t n, char *out);
 
 /* ---- source ---- */
 
+/* A range of an image to copy (the bulk pass), at most DISK_CHUNK_MAX. */
+#define DISK_CHUNK_MAX (1u << 20)
+struct disk_chunk {
+	uint64_t off;
+	uint32_t len;
+};
+
+struct readahead;
+int readahead__start(struct readahead **out, int fd, const struct disk_chunk *v, size_t n,
+		     struct err *e);
+/* The next chunk in order and its bytes (valid until the next call): 1, 0
+ * at the end, or -errno when it could not be read. */
+int readahead__next(struct readahead *ra, const uint8_t **buf, const struct disk_chunk **c);
+void readahead__stop(struct readahead *ra);
+
 struct disk_send_one {
 	unsigned index;			/* in the VM's configuration */
 	struct virtio_blk *blk;
@@ -58,6 +73,7 @@ struct disk_send_one {
 	uint64_t *taken;		/* incremental: taken from the arrival tracker */
 	char gen[DISK_GEN_MAX];		/* the new copy's generation */
 	bool bulk_done;
+	uint64_t bulk_ns;		/* the bulk pass's duration */
 };
 
 struct disk_send {
@@ -104,6 +120,7 @@ struct disk_recv_one {
 	bool created;			/* ours: removed if the migration fails */
 	bool synced;
 	uint64_t bytes;
+	uint64_t flushed_at;		/* bytes when writeback was last started */
 	char gen[DISK_GEN_MAX];
 	bool have_src_digest;
 	uint8_t src_digest[32], digest[32];

@@ -188,41 +188,57 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
 }
 
-/* [off, off + len) of the image into disk-data sections. With skip_zero
- * (the bulk pass into a new, empty copy) all-zero 64 KiB blocks are left
- * out: they are holes there already. */
+/* len bytes of the image at off, in buf, into disk-data sections. With
+ * skip_zero (the bulk pass into a new, empty copy) all-zero 64 KiB blocks
+ * are left out: they are holes there already. */
+static int send_buf(struct disk_send *ds, unsigned k, struct stream_writer *w, uint64_t off,
+		    const uint8_t *buf, uint32_t n, bool skip_zero, struct err *e)
+{
+	struct disk_send_one *d = &ds->d[k];
+	uint32_t a = 0;
+	while (a < n) {
+		uint32_t b = a;
+		/* A run of blocks to send: [a, b). */
+		while (b < n) {
+			uint32_t step = (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
+			if (skip_zero && all_zero(buf + b, step))
+				break;
+			b += step;
+		}
+		if (b > a) {
+			int rc = disk_sections__write_data(w, d->index, off + a, buf + a, b - a, e);
+			if (rc < 0)
+				return rc;
+			add_sent(ds, k, b - a, 0);
+		}
+		/* Skip the zero block that ended the run. */
+		if (b < n)
+			b += (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
+		a = b;
+	}
+	return 0;
+}
+
+static int read_error(struct disk_send *ds, unsigned k, uint64_t off, int err, struct err *e)
+{
+	const struct disk_config *dc = &ds->d[k].blk->vm->cfg->disks[ds->d[k].index];
+	return err__setsys(e, err, "disk %s: reading %s at %llu", dc->id, dc->path,
+			   (unsigned long long)off);
+}
+
+/* [off, off + len) of the image, read now, into disk-data sections. */
 static int send_range(struct disk_send *ds, unsigned k, struct stream_writer *w, uint64_t off,
 		      uint64_t len, bool skip_zero, struct err *e)
 {
 	struct disk_send_one *d = &ds->d[k];
-	const struct disk_config *dc = &d->blk->vm->cfg->disks[d->index];
 	while (len) {
 		uint32_t n = (uint32_t)MIN((uint64_t)CHUNK, len);
 		ssize_t got = pread(d->fd, ds->buf, ALIGN_UP((size_t)n, 4096), (off_t)off);
 		if (got < 0 || (uint64_t)got < n)
-			return err__setsys(e, got < 0 ? errno : EIO, "disk %s: reading %s at %llu",
-					   dc->id, dc->path, (unsigned long long)off);
-		uint32_t a = 0;
-		while (a < n) {
-			uint32_t b = a;
-			/* A run of blocks to send: [a, b). */
-			while (b < n) {
-				uint32_t step = (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
-				if (skip_zero && all_zero(ds->buf + b, step))
-					break;
-				b += step;
-			}
-			if (b > a) {
-				int rc = disk_sections__write_data(w, d->index, off + a, ds->buf + a, b - a, e);
-				if (rc < 0)
-					return rc;
-				add_sent(ds, k, b - a, 0);
-			}
-			/* Skip the zero block that ended the run. */
-			if (b < n)
-				b += (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
-			a = b;
-		}
+			return read_error(ds, k, off, got < 0 ? errno : EIO, e);
+		int rc = send_buf(ds, k, w, off, ds->buf, n, skip_zero, e);
+		if (rc < 0)
+			return rc;
 		off += n;
 		len -= n;
 	}
@@ -259,11 +275,13 @@ static int send_blocks(struct disk_send *ds, unsigned k, struct stream_writer *w
 /* A full copy's bulk: the image's data extents only (SEEK_DATA/SEEK_HOLE),
  * and of those the blocks that are not all zero, so holes stay holes on the
  * destination. A block device has no holes to ask for: all of it is read. */
-static int bulk_extents(struct disk_send *ds, unsigned k, struct stream_writer *w,
-			int (*after_first)(void *), void *opaque, bool *first, struct err *e)
+static int list_chunks(struct disk_send *ds, unsigned k, struct disk_chunk **out, size_t *count,
+		       struct err *e)
 {
 	struct disk_send_one *d = &ds->d[k];
 	const struct disk_config *dc = &d->blk->vm->cfg->disks[d->index];
+	struct disk_chunk *v = NULL;
+	size_t n = 0, cap = 0;
 	uint64_t off = 0;
 	while (off < d->size) {
 		off_t data = lseek(d->fd, (off_t)off, SEEK_DATA);
@@ -274,22 +292,63 @@ static int bulk_extents(struct disk_send *ds, unsigned k, struct stream_writer *
 			data = (off_t)off;
 			hole = (off_t)d->size;
 		}
-		if (data < 0 || hole < 0)
+		if (data < 0 || hole < 0) {
+			free(v);
 			return err__setsys(e, errno, "disk %s: finding the data in %s", dc->id, dc->path);
+		}
 		uint64_t a = (uint64_t)data & ~4095ULL, end = MIN(ALIGN_UP((uint64_t)hole, 4096), d->size);
 		for (; a < end; a += CHUNK) {
-			int rc = send_range(ds, k, w, a, MIN((uint64_t)CHUNK, end - a), true, e);
-			if (rc < 0)
-				return rc;
-			if (*first) {
-				*first = false;
-				if ((rc = after_first(opaque)) < 0)
-					return rc;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 64;
+				struct disk_chunk *nv = realloc(v, cap * sizeof(*v));
+				if (!nv) {
+					free(v);
+					return err__set(e, ENOMEM, "out of memory");
+				}
+				v = nv;
 			}
+			v[n++] = (struct disk_chunk){ a, (uint32_t)MIN((uint64_t)CHUNK, end - a) };
 		}
 		off = end;
 	}
+	*out = v;
+	*count = n;
 	return 0;
+}
+
+/* A full copy's bulk: the image's data extents only (SEEK_DATA/SEEK_HOLE),
+ * and of those the blocks that are not all zero, so holes stay holes on the
+ * destination. A block device has no holes to ask for: all of it is read.
+ * The reads run ahead on their own thread. */
+static int bulk_extents(struct disk_send *ds, unsigned k, struct stream_writer *w,
+			int (*after_first)(void *), void *opaque, bool *first, struct err *e)
+{
+	struct disk_chunk *v = NULL;
+	size_t n = 0;
+	struct readahead *ra = NULL;
+	int rc = list_chunks(ds, k, &v, &n, e);
+	if (rc < 0)
+		return rc;
+	if (n && (rc = readahead__start(&ra, ds->d[k].fd, v, n, e)) < 0) {
+		free(v);
+		return rc;
+	}
+	const uint8_t *buf;
+	const struct disk_chunk *c;
+	while (!rc && n && (rc = readahead__next(ra, &buf, &c)) != 0) {
+		if (rc < 0) {
+			rc = read_error(ds, k, c->off, -rc, e);
+			break;
+		}
+		rc = send_buf(ds, k, w, c->off, buf, c->len, true, e);
+		if (!rc && *first) {
+			*first = false;
+			rc = after_first(opaque);
+		}
+	}
+	readahead__stop(ra);
+	free(v);
+	return rc;
 }
 
 int disk_send__bulk(struct disk_send *ds, struct stream_writer *w,
@@ -300,6 +359,7 @@ int disk_send__bulk(struct disk_send *ds, struct stream_writer *w,
 		struct disk_send_one *d = &ds->d[k];
 		struct disk_image_sec im = { .index = d->index, .size = d->size };
 		snprintf((char *)im.id, sizeof(im.id), "%s", d->blk->vm->cfg->disks[d->index].id);
+		uint64_t t0 = util__now_ns();
 		int rc = disk_sections__write_image(w, &im, e);
 		if (rc < 0)
 			return rc;
@@ -310,6 +370,10 @@ int disk_send__bulk(struct disk_send *ds, struct stream_writer *w,
 		if (rc < 0)
 			return rc;
 		d->bulk_done = true;
+		d->bulk_ns = util__now_ns() - t0;
+		pthread_mutex_lock(ds->lock);
+		stats(ds, k)->bulk_ns = d->bulk_ns;
+		pthread_mutex_unlock(ds->lock);
 	}
 	return 0;
 }

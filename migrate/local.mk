@@ -19,6 +19,7 @@ libvmhop_a_SOURCES += \
 	migrate/disk-sections.c \
 	migrate/disk-digest.c \
 	migrate/disk-send.c \
+	migrate/disk-readahead.c \
 	migrate/disk-recv.c \
 	migrate/disk-copy.h \
 	migrate/mig-proto.c \

@@ -81,6 +81,7 @@ struct json_object *migrate__stats_json(const struct migrate_stats *st,
 		json_object_object_add(j, "bytes_sent", json_object_new_int64((int64_t)d->bytes_sent));
 		json_object_object_add(j, "rounds", json_object_new_int64((int64_t)d->rounds));
 		json_object_object_add(j, "blocks_resent", json_object_new_int64((int64_t)d->blocks_resent));
+		json_object_object_add(j, "bulk_ms", json_object_new_double(ms(d->bulk_ns)));
 		if (d->sha256_src[0])
 			json_object_object_add(j, "sha256_source", json_object_new_string(d->sha256_src));
 		if (d->sha256_dst[0])

@@ -81,6 +81,7 @@ struct migrate_disk_stats {
 	char id[DISK_ID_MAX];
 	char mode[12];			/* shared, copied, incremental */
 	uint64_t size, bytes_sent, rounds, blocks_resent;
+	uint64_t bulk_ns;		/* the bulk pass (until its data was queued) */
 	bool digests;			/* --verify-disks: both computed */
 	char sha256_src[65], sha256_dst[65];
 };
