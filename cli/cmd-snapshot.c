@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/vm-loop.h"
+#include "vmhop/log.h"
 #include "vmhop/snapshot.h"
 #include "vmhop/vm-config.h"
 #include "vmhop/vm.h"
@@ -14,6 +15,7 @@ static const char snapshot_usage[] =
 	"usage: vmhop snapshot create --control PATH --output FILE [--compress none|zstd]\n"
 	"                             [--live] [--base FILE] [--disks include|external] [--json]\n"
 	"       vmhop snapshot restore FILE [--control PATH] [--serial MODE] [--disk-map OLD=NEW]...\n"
+	"                              [--fill auto|lazy|eager] [-v]\n"
 	"       vmhop snapshot info FILE [--json]\n"
 	"       vmhop snapshot verify FILE\n"
 	"       vmhop snapshot schedule --control PATH --dir DIR --every DURATION --keep N [...]\n"
@@ -24,7 +26,11 @@ static const char snapshot_usage[] =
 	"         for the last pages and the device state. --base FILE: an\n"
 	"         incremental checkpoint of what changed since FILE, the VM's\n"
 	"         last checkpoint (restore follows the chain)\n"
-	"restore  start a VM in this process from FILE; exits like `vmhop run`\n"
+	"restore  start a VM in this process from FILE; exits like `vmhop run`. Memory\n"
+	"         stays in FILE until the guest touches it or a background thread\n"
+	"         copies it in (--fill lazy); --fill eager copies it all before the\n"
+	"         vCPUs start; auto (the default): lazy unless this host is too\n"
+	"         slow to finish the fill within a second\n"
 	"info     describe FILE (header, sections, memory)\n"
 	"verify   check every record checksum and the SHA-256 trailer of FILE\n"
 	"schedule a daemon checkpointing the VM into DIR on a timer, pruned to the\n"
@@ -104,18 +110,33 @@ static int restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'c' }, { "serial", required_argument, NULL, 's' },
-		{ "disk-map", required_argument, NULL, 'm' },
+		{ "disk-map", required_argument, NULL, 'm' }, { "fill", required_argument, NULL, 'f' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	struct snapshot_restore_opts o = { 0 };
 	const char *maps[SNAPSHOT_MAX_MAPS];
-	int c;
+	int c, verbose = 0;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
 		switch (c) {
+		case 'v': verbose++; break;
 		case 'c': o.control = optarg; break;
 		case 's': o.serial = optarg; break;
+		case 'f':
+			if (!strcmp(optarg, "auto")) {
+				o.fill = SNAPSHOT_FILL_AUTO;
+			} else if (!strcmp(optarg, "lazy")) {
+				o.fill = SNAPSHOT_FILL_LAZY;
+			} else if (!strcmp(optarg, "eager")) {
+				o.fill = SNAPSHOT_FILL_EAGER;
+			} else {
+				fprintf(stderr, "vmhop snapshot restore: --fill %s: expected auto, lazy "
+					"or eager\n", optarg);
+				return 2;
+			}
+			break;
 		case 'm':
 			if (!strchr(optarg, '=') || optarg[0] == '=' || o.nr_maps == SNAPSHOT_MAX_MAPS) {
 				fprintf(stderr, "vmhop snapshot restore: --disk-map %s: expected OLD=NEW "
@@ -136,6 +157,7 @@ static int restore(int argc, char **argv)
 		fprintf(stderr, "vmhop snapshot restore: expected one checkpoint FILE\n");
 		return 2;
 	}
+	log__set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
 	struct err e = { 0 };
 	struct vm *vm = NULL;
 	struct vm_config *cfg = NULL;

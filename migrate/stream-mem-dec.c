@@ -124,8 +124,11 @@ static void raw_pages(struct stream_reader *r, const struct stream_mem_dst *dst,
 	}
 }
 
-int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
-		     struct stream_mem_dec *dec, const struct stream_mem_dst *dst)
+/* The record's header and page kinds, checked against the caps, the format
+ * version and the destination window (dst may be NULL: no window). */
+static int mem_header(struct stream_reader *r, const struct stream_rec *rec,
+		      struct stream_mem_dec *dec, const struct stream_mem_dst *dst,
+		      uint64_t *first_out, uint32_t *count_out)
 {
 	uint64_t at = stream__tell(r);
 	uint64_t first = stream__get_u64(r);
@@ -175,6 +178,19 @@ int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
 		return stream__reader_fail(r, rec->off + 4, EBADMSG,
 					   "MEM record length %u does not match its pages (%llu..%llu bytes)",
 					   rec->len, (unsigned long long)need, (unsigned long long)most);
+	*first_out = first;
+	*count_out = count;
+	return 0;
+}
+
+int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
+		     struct stream_mem_dec *dec, const struct stream_mem_dst *dst)
+{
+	uint64_t first;
+	uint32_t count;
+	int rc = mem_header(r, rec, dec, dst, &first, &count);
+	if (rc)
+		return rc;
 
 	for (uint32_t i = 0; i < count && !r->error;) {
 		uint8_t k = dec->kinds[i];
@@ -198,6 +214,46 @@ int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
 		}
 		dec->stats.pages[k]++;
 		i++;
+	}
+	if (stream__rec_close(r))
+		return r->error;
+	dec->stats.records++;
+	dec->last_first_pfn = first;
+	dec->last_count = count;
+	return 0;
+}
+
+int stream__mem_scan(struct stream_reader *r, const struct stream_rec *rec,
+		     struct stream_mem_dec *dec, uint64_t npages, stream_mem_visit_fn visit,
+		     void *opaque)
+{
+	struct stream_mem_dst window = { .npages = npages };
+	uint64_t first;
+	uint32_t count;
+	int rc = mem_header(r, rec, dec, &window, &first, &count);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < count && !r->error;) {
+		uint8_t k = dec->kinds[i];
+		uint32_t j = i + 1;
+		if (k != STREAM_PAGE_ZSTD)
+			while (j < count && dec->kinds[j] == k)
+				j++;
+		uint64_t at = stream__tell(r);
+		if (k == STREAM_PAGE_RAW)
+			stream__discard(r, (uint64_t)(j - i) * STREAM_PAGE_SIZE);
+		else if (k == STREAM_PAGE_ZSTD && zstd_page(r, dec, NULL, first + i))
+			break;
+		if (r->error)
+			break;
+		dec->stats.pages[k] += j - i;
+		if (k == STREAM_PAGE_RAW)
+			dec->stats.bytes[k] += (uint64_t)(j - i) * STREAM_PAGE_SIZE;
+		if ((rc = visit(opaque, first + i, j - i, k, at)) < 0)
+			return stream__reader_fail(r, at, -rc, "indexing pages %llu..%llu",
+						   (unsigned long long)(first + i),
+						   (unsigned long long)(first + j - 1));
+		i = j;
 	}
 	if (stream__rec_close(r))
 		return r->error;

@@ -232,7 +232,7 @@ int stream__read_header(struct stream_reader *r, struct stream_header *h,
 			    hd.format, STREAM_FORMAT_MIN, STREAM_FORMAT_MAX);
 	if ((hd.features & STREAM_FEAT_DIGEST) && hd.format < 2)
 		return fail(r, 12, EPROTO, "digest feature in a format %u stream", hd.format);
-	if (hd.features & STREAM_FEAT_DIGEST) {
+	if ((hd.features & STREAM_FEAT_DIGEST) && !r->skip_digest) {
 		r->digest = EVP_MD_CTX_new();
 		if (!r->digest || !EVP_DigestInit_ex(r->digest, EVP_sha256(), NULL))
 			return fail(r, 0, ENOMEM, "setting up SHA-256");
@@ -280,6 +280,9 @@ static int read_end(struct stream_reader *r)
 		r->digest = NULL;
 		stream__get(r, want, sizeof(want));
 	}
+	/* Dropped by stream__reader_skip_digest: consumed, not compared. */
+	if (!dig && (r->hdr.features & STREAM_FEAT_DIGEST))
+		stream__discard(r, STREAM_DIGEST_SIZE);
 	if (stream__rec_close(r))
 		return r->error;
 	if (r->index_offset && (r->index_offset < STREAM_HEADER_SIZE || r->index_offset >= r->rec.off))
@@ -289,6 +292,14 @@ static int read_end(struct stream_reader *r)
 		return fail(r, at + 8, EBADMSG, "stream SHA-256 digest mismatch");
 	r->ended = true;
 	return 0;
+}
+
+void stream__reader_skip_digest(struct stream_reader *r)
+{
+	r->skip_digest = true;
+	if (r->digest)
+		EVP_MD_CTX_free(r->digest);
+	r->digest = NULL;
 }
 
 int stream__next_record(struct stream_reader *r, struct stream_rec *rec)

@@ -6,6 +6,7 @@ libvmhop_a_SOURCES += \
 	snapshot/snapshot-disk.c \
 	snapshot/snapshot-internal.h \
 	snapshot/snapshot-restore.c \
+	snapshot/restore-index.c \
 	snapshot/snapshot-control.c \
 	include/vmhop/snapshot.h
 EXTRA_DIST += snapshot/README.md

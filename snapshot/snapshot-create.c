@@ -149,6 +149,10 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		return r;
 	}
 	r = section__check_migratable(vm_sections__registry(vm), e);
+	/* Just restored: the memfd is whole only once the fill is done. Waited
+	 * for before the pause, so the pause stays short. */
+	if (!r)
+		r = guest_mem__wait_whole(&vm->mem, e);
 	bool was_running = vm__state(vm) == VM_RUNNING, paused = false;
 	uint64_t p0 = util__now_ns();
 	if (!r && o->live) {

@@ -61,6 +61,65 @@ int snapshot_disk__sync(struct disk_restore *dr, struct err *e);
 /* Closes the images: kept (synced) when ok, removed otherwise. */
 int snapshot_disk__restore_end(struct disk_restore *dr, bool ok, struct err *e);
 
+/* The checking pass of a restore (restore-index.c). A checkpoint file
+ * mapped read-only and read as a stream from memory: */
+struct release_policy;
+struct lazy_mem;
+
+struct restore_file {
+	int fd;
+	uint8_t *map;
+	size_t len;
+	bool handed;			/* map and fd belong to the index now */
+	struct stream_header h;
+	struct stream_mem mem;
+	struct stream_io io;
+	struct stream_reader r;
+};
+
+/* Opens, maps and reads the header (release checked, END digest left to
+ * `snapshot verify`). name: how messages call the file ("" when the caller
+ * names it). Close it whatever this returns. */
+int restore_file__open(struct restore_file *f, const char *path, const char *name,
+		       const struct release_policy *pol, struct err *e);
+void restore_file__close(struct restore_file *f);
+
+/* A state section read now, loaded once the memory is in place. */
+struct held_section {
+	uint8_t *payload;
+	uint32_t len;
+	uint64_t base;			/* stream offset of the payload */
+};
+
+/* Where each page of the restored VM comes from (lm), built file by file,
+ * oldest link first; the newest file's state sections held in order. */
+struct restore_index {
+	struct lazy_mem *lm;
+	uint64_t npages;
+	unsigned file, files;		/* file being indexed, files so far */
+	struct stream_mem_dec dec;
+	struct held_section *secs;
+	size_t nr_secs, cap_secs;
+};
+
+int restore_index__init(struct restore_index *x, uint64_t npages, struct err *e);
+void restore_index__free(struct restore_index *x);
+/* Takes ownership of payload (freed by restore_index__free). */
+int restore_index__hold(struct restore_index *x, uint8_t *payload, uint32_t len, uint64_t base,
+			struct err *e);
+/* Hands f's mapping and fd to the index (once): its pages are filled from
+ * there. restore_index__file does it first thing. */
+int restore_index__add(struct restore_index *x, struct restore_file *f, struct err *e);
+/* Hands f's mapping to the index, then checks and indexes the rest of f
+ * from its reader's position to its END and end of file: MEM records
+ * (pages within npages), SECTION records held when hold_sections, others
+ * skipped. */
+int restore_index__file(struct restore_index *x, struct restore_file *f, bool hold_sections,
+			struct err *e);
+/* One MEM record of the file last added, its header already read. */
+int restore_index__mem(struct restore_index *x, struct restore_file *f,
+		       const struct stream_rec *rec, struct err *e);
+
 /* The live write into an open file (snapshot-live.c): returns with the VM
  * paused (*paused set, *pause_t0 when it stopped) for the caller to resume. */
 int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,

@@ -156,6 +156,11 @@ int dirty_log__start(struct dirty_log *d, struct err *e)
 	struct guest_mem *m = d->mem;
 	if (d->logging)
 		return 0;
+	/* Changes are tracked against a whole RAM: a restore still filling it
+	 * (lazy-mem.h) finishes first. */
+	int w = guest_mem__wait_whole(m, e);
+	if (w < 0)
+		return w;
 	for (unsigned i = 0; i < m->nr_regions; i++) {
 		if (d->scratch[i])
 			continue;

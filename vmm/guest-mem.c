@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "vmhop/guest-mem.h"
+#include "vmhop/lazy-mem.h"
 #include "vmhop/layout.h"
 #include "vmhop/util.h"
 
@@ -51,6 +52,8 @@ int guest_mem__create(struct guest_mem *m, uint64_t size, const char *name, stru
 
 void guest_mem__destroy(struct guest_mem *m)
 {
+	/* Its threads write into the mapping: they end before it goes. */
+	lazy_mem__destroy(m->lazy);
 	if (m->base)
 		munmap(m->base, m->size);
 	if (m->memfd >= 0)
@@ -123,4 +126,9 @@ int guest_mem__track_vmm_writes(struct guest_mem *m, bool on)
 		m->vmm_dirty = NULL;
 	}
 	return 0;
+}
+
+int guest_mem__wait_whole(struct guest_mem *m, struct err *e)
+{
+	return lazy_mem__wait(m->lazy, e);
 }

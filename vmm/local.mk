@@ -2,6 +2,8 @@
 libvmhop_a_SOURCES += \
 	vmm/io-bus.c \
 	vmm/guest-mem.c \
+	vmm/lazy-mem.c \
+	include/vmhop/lazy-mem.h \
 	vmm/vm-config.c \
 	vmm/vm.c \
 	vmm/vm-state.c \

@@ -10,6 +10,8 @@
 
 #include "vmhop/err.h"
 
+struct lazy_mem;
+
 #define GUEST_PAGE_SIZE 4096ULL
 #define GUEST_PAGE_SHIFT 12
 
@@ -31,6 +33,9 @@ struct guest_mem {
 	 * writes; NULL until tracking is enabled. */
 	_Atomic uint64_t *vmm_dirty;
 	uint64_t nr_pages;
+	/* Pages still being filled from a checkpoint after a restore (vmm/
+	 * lazy-mem.c, owned here once started); NULL otherwise. */
+	struct lazy_mem *lazy;
 };
 
 /* Creates the memfd of `size` bytes (a multiple of 2 MiB is not required, a
@@ -47,5 +52,10 @@ uint64_t guest_mem__offset(const struct guest_mem *m, uint64_t gpa);
 /* Records a VMM write into guest RAM (no-op unless tracking is enabled). */
 void guest_mem__mark_dirty(struct guest_mem *m, uint64_t gpa, uint64_t len);
 int guest_mem__track_vmm_writes(struct guest_mem *m, bool on);
+/* Waits until every page of a restore being filled lazily is in place: call
+ * before reading RAM wholesale through the memfd (its data extents) or
+ * starting a dirty log that must describe changes to the whole of it. At
+ * once when RAM is not being filled. -EIO (e says why) if filling failed. */
+int guest_mem__wait_whole(struct guest_mem *m, struct err *e);
 
 #endif

@@ -41,11 +41,24 @@ void snapshot__track_drop(struct vm *vm);
 /* Settings of the restoring process that are not the checkpoint's. */
 #define SNAPSHOT_MAX_MAPS 16
 
+/* How a restore puts guest memory in place: lazily (the vCPUs start while
+ * pages are filled on first touch and in the background, lazy-mem.h),
+ * eagerly (all copied before the vCPUs start), or auto: lazily unless this
+ * host is so slow that the fill would take longer than a second (measured
+ * by the checking pass), when the guest would stall on first touches for
+ * that long. */
+enum snapshot_fill {
+	SNAPSHOT_FILL_AUTO,
+	SNAPSHOT_FILL_LAZY,
+	SNAPSHOT_FILL_EAGER,
+};
+
 struct snapshot_restore_opts {
 	const char *serial;		/* "stdio", "none", "file:PATH"; NULL keeps stdio */
 	const char *control;		/* control socket path or NULL */
 	const char *const *maps;	/* "OLD=NEW" disk path rewrites */
 	unsigned nr_maps;
+	enum snapshot_fill fill;
 };
 
 /* Builds a VM from a checkpoint file, ready for vm_loop__run. The release

@@ -247,6 +247,7 @@ struct stream_reader {
 	uint64_t index_offset;	/* from END: 0 when the stream has no index */
 	uint64_t skipped;	/* unknown skippable records skipped */
 	uint32_t max_alloc;	/* STREAM_MAX_ALLOC unless lowered */
+	bool skip_digest;	/* stream__reader_skip_digest */
 };
 
 int stream__reader_init(struct stream_reader *r, struct stream_io *io);
@@ -258,6 +259,11 @@ void stream__reader_free(struct stream_reader *r);
  * format this code knows is accepted. */
 int stream__read_header(struct stream_reader *r, struct stream_header *h,
 			const struct release_policy *pol);
+/* Before (or after) stream__read_header: the END record's SHA-256 is
+ * consumed but neither computed nor compared (every record's CRC still is).
+ * For a reader that leaves the whole-stream digest to a pass of its own (a
+ * restore: `snapshot verify` checks it). */
+void stream__reader_skip_digest(struct stream_reader *r);
 /* The next record's header, checked: a known type of this format version
  * (unknown skippable ones are skipped here, counted in r->skipped), flags,
  * length within the type's cap. Returns 1 with *rec filled, 0 once END was
@@ -380,6 +386,21 @@ void stream__mem_dec_free(struct stream_mem_dec *dec);
  * only. Ends the record (CRC checked). */
 int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
 		     struct stream_mem_dec *dec, const struct stream_mem_dst *dst);
+
+/* Index-only decoding (a restore that maps memory instead of copying it):
+ * the record is checked exactly as by stream__mem_read (caps, kinds, pages
+ * within 0..npages-1, zstd frames decompressed, the CRC) but no page is
+ * copied anywhere. visit is called for each run of pages of one kind, in
+ * order: n pages from pfn; data_off is the stream offset of the first raw
+ * page's bytes, or of a zstd page's u32 length (n is 1 then); unused for
+ * zero pages. A negative return from visit fails the record with -rc. The
+ * CRC is only known good once this returns 0: a caller must not act on
+ * what visit saw before that. */
+typedef int (*stream_mem_visit_fn)(void *opaque, uint64_t pfn, uint32_t n, uint8_t kind,
+				   uint64_t data_off);
+int stream__mem_scan(struct stream_reader *r, const struct stream_rec *rec,
+		     struct stream_mem_dec *dec, uint64_t npages, stream_mem_visit_fn visit,
+		     void *opaque);
 
 /* ---- index (stream-index.c) ----------------------------------------------- */
 

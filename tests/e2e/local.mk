@@ -9,6 +9,7 @@ E2E_TESTS = \
 	tests/e2e/test-snapshot-schedule.py \
 	tests/e2e/test-snapshot-chain.py \
 	tests/e2e/test-snapshot-disks.py \
+	tests/e2e/test-snapshot-lazy.py \
 	tests/e2e/test-migrate.py \
 	tests/e2e/test-migrate-converge.py \
 	tests/e2e/test-migrate-faults.py \
