@@ -15,6 +15,7 @@ static const struct section_field image_fields[] = {
 	SECTION_U32(struct disk_image_sec, index, 1),
 	SECTION_U64(struct disk_image_sec, size, 1),
 	SECTION_BYTES(struct disk_image_sec, id, 1),
+	SECTION_U8(struct disk_image_sec, changes_only, 2),
 	SECTION_FIELDS_END
 };
 
@@ -53,7 +54,7 @@ static int data_load(void *opaque, struct stream_cur *c, uint32_t version, struc
 }
 
 static const struct section_desc image_desc = {
-	.name = DISK_IMAGE_SECTION, .version = 1, .min_version = 1, .fields = image_fields,
+	.name = DISK_IMAGE_SECTION, .version = 2, .min_version = 1, .fields = image_fields,
 };
 
 static const struct section_desc data_desc = {

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "snapshot/snapshot-internal.h"
+#include "vmhop/blk-track.h"
 #include "vmhop/dirty-log.h"
+#include "vmhop/virtio-blk.h"
 #include "vmhop/vm.h"
 
 struct snapshot_tracker {
@@ -23,7 +25,20 @@ struct snapshot_tracker {
 	uint64_t *bm;
 	struct snapshot_chain_info last;	/* the VM's last checkpoint */
 	char last_path[PATH_MAX];
+	/* The blocks each writable disk's guest writes since then, and
+	 * whether that checkpoint held the disks (disks=include). */
+	struct blk_track disk[VM_MAX_DISKS];
+	bool disks_included;
 };
+
+static void untrack_disks(struct vm *vm, struct snapshot_tracker *t)
+{
+	for (unsigned i = 0; i < vm->nr_blk; i++)
+		if (t->disk[i].bits) {
+			virtio_blk__set_tracker(vm->blk[i], BLK_TRACKER_CHECKPOINT, NULL);
+			blk_track__free(&t->disk[i]);
+		}
+}
 
 static const struct section_field chain_fields[] = {
 	SECTION_BYTES(struct snapshot_chain_info, uuid, 1),
@@ -96,6 +111,7 @@ void snapshot__track_drop(struct vm *vm)
 	if (!t)
 		return;
 	struct err ignore = { 0 };
+	untrack_disks(vm, t);
 	dirty_log__stop(&t->dl, &ignore);
 	dirty_log__destroy(&t->dl);
 	free(t->bm);
@@ -127,7 +143,13 @@ int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, 
 		   sizeof(t->last_path))
 		rc = err__set(e, ENAMETOOLONG, "%s: path too long", path);
 	free(copy);
+	/* The guest is paused: the disks' changes count from this instant too. */
+	for (unsigned i = 0; !rc && i < vm->nr_blk; i++)
+		if (!vm->cfg->disks[i].readonly && (rc = blk_track__init(&t->disk[i], vm->blk[i]->disk->size, e)) == 0)
+			virtio_blk__set_tracker(vm->blk[i], BLK_TRACKER_CHECKPOINT, &t->disk[i]);
 	if (rc < 0) {
+		untrack_disks(vm, t);
+		dirty_log__stop(&t->dl, &ignore);
 		dirty_log__destroy(&t->dl);
 		free(t->bm);
 		free(t);
@@ -135,6 +157,24 @@ int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, 
 	}
 	t->last = *c;
 	vm->ckpt = t;
+	return 0;
+}
+
+void snapshot_track__set_disks(struct vm *vm, bool included)
+{
+	if (vm->ckpt)
+		vm->ckpt->disks_included = included;
+}
+
+int snapshot_track__disk_changes(struct vm *vm, unsigned index, uint64_t *bits, struct err *e)
+{
+	struct snapshot_tracker *t = vm->ckpt;
+	if (!t || !t->disks_included)
+		return err__set(e, EINVAL, "the base checkpoint holds no disks, so an incremental one "
+				"cannot hold only their changes: take a full checkpoint with --disks include");
+	if (index >= vm->nr_blk || !t->disk[index].bits)
+		return err__set(e, EINVAL, "disk %u is not tracked", index);
+	blk_track__take(&t->disk[index], bits);
 	return 0;
 }
 

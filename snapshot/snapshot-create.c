@@ -93,8 +93,9 @@ static int write_stream(struct vm *vm, int fd, bool compress, bool include_disks
 	r = section__save_one(reg, &w, VM_SECTION_CONFIG, e);
 	if (!r)
 		r = snapshot_chain__write(&w, chain, e);
+	/* An incremental checkpoint holds the disks' changes only. */
 	if (!r && include_disks)
-		r = snapshot_disk__save(&w, vm, e);
+		r = snapshot_disk__save(&w, vm, dirty != NULL, e);
 	/* Memory before the device state: a device's post_load may look at
 	 * guest memory (virtio rings), as after a migration. */
 	if (!r && (r = dirty ? write_pages(&w, &enc, &ram, dirty) : write_populated(vm, &w, &enc, &ram, e)) < 0 &&
@@ -153,7 +154,7 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	 * for before the pause, so the pause stays short. */
 	if (!r)
 		r = guest_mem__wait_whole(&vm->mem, e);
-	bool was_running = vm__state(vm) == VM_RUNNING, paused = false;
+	bool was_running = vm__state(vm) == VM_RUNNING, paused = false, fetched = false;
 	uint64_t p0 = util__now_ns();
 	if (!r && o->live) {
 		/* The live write needs the dirty log itself. */
@@ -165,6 +166,7 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		const uint64_t *dirty = NULL;
 		if (!r && o->base && !(dirty = snapshot_track__fetch(vm, e)))
 			r = -e->code;
+		fetched = dirty != NULL;
 		if (!r)
 			r = write_stream(vm, fd, o->compress, o->include_disks, &chain, dirty, st, e);
 	}
@@ -175,7 +177,13 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	if (!r) {
 		struct err te = { 0 };
 		tracking = snapshot_track__restart(vm, &chain, path, &te) == 0;
+		if (tracking)
+			snapshot_track__set_disks(vm, o->include_disks);
 	}
+	/* A failed incremental one consumed the changes since its base: the
+	 * next checkpoint has nothing to count from and must be full. */
+	if (r < 0 && fetched)
+		snapshot__track_drop(vm);
 	if (paused) {
 		struct err ignore = { 0 };
 		vm__resume(vm, &ignore);

@@ -15,6 +15,8 @@
 
 #include "snapshot/snapshot-internal.h"
 #include "vmhop/disk-sections.h"
+#include "vmhop/blk-track.h"
+#include "vmhop/dirty-log.h"
 #include "vmhop/disk.h"
 #include "vmhop/util.h"
 #include "vmhop/virtio-blk.h"
@@ -45,6 +47,10 @@ static int save_disk(struct stream_writer *w, struct disk *dk, uint32_t index, u
 		if (data < 0 && errno == ENXIO)
 			break;
 		off_t hole = data < 0 ? -1 : lseek(dk->fd, data, SEEK_HOLE);
+		if (data < 0 && errno == EINVAL) {	/* a block device: all data */
+			data = off;
+			hole = size;
+		}
 		if (data < 0 || hole < 0)
 			return err__setsys(e, errno, "disk %s: finding its data", dk->id);
 		/* Whole 4 KiB blocks, so O_DIRECT accepts every transfer. */
@@ -63,7 +69,41 @@ static int save_disk(struct stream_writer *w, struct disk *dk, uint32_t index, u
 	return rc;
 }
 
-int snapshot_disk__save(struct stream_writer *w, struct vm *vm, struct err *e)
+/* An incremental checkpoint: only the 64 KiB blocks written since the
+ * base checkpoint (snapshot-chain.c's tracker); restore applies them onto
+ * the image the chain's earlier links rebuild. */
+static int save_changes(struct stream_writer *w, struct vm *vm, unsigned index, uint8_t *buf,
+			struct err *e)
+{
+	struct disk *dk = vm->blk[index]->disk;
+	uint64_t nblocks = (dk->size + BLK_TRACK_BLOCK - 1) >> BLK_TRACK_SHIFT;
+	uint64_t *bits = calloc((nblocks + 63) / 64 ? (nblocks + 63) / 64 : 1, sizeof(uint64_t));
+	if (!bits)
+		return err__set(e, ENOMEM, "out of memory");
+	struct disk_image_sec im = { .index = index, .size = dk->size, .changes_only = 1 };
+	memcpy(im.id, dk->id, sizeof(im.id) < sizeof(dk->id) ? sizeof(im.id) : sizeof(dk->id));
+	int rc = snapshot_track__disk_changes(vm, index, bits, e);
+	if (!rc)
+		rc = disk_sections__write_image(w, &im, e);
+	for (uint64_t a = rc ? nblocks : dirty_bitmap__next(bits, nblocks, 0); a < nblocks;) {
+		uint64_t b = dirty_bitmap__next_clear(bits, nblocks, a);
+		uint64_t off = a << BLK_TRACK_SHIFT, end = MIN(b << BLK_TRACK_SHIFT, dk->size);
+		for (; !rc && off < end; off += CHUNK) {
+			uint32_t n = (uint32_t)MIN((uint64_t)CHUNK, end - off);
+			struct iovec iov = { buf, n };
+			int r = disk__readv(dk, &iov, 1, off);
+			rc = r < 0 ? err__setsys(e, -r, "disk %s: reading it", dk->id) :
+				     disk_sections__write_data(w, index, off, buf, n, e);
+		}
+		if (rc)
+			break;
+		a = dirty_bitmap__next(bits, nblocks, b);
+	}
+	free(bits);
+	return rc;
+}
+
+int snapshot_disk__save(struct stream_writer *w, struct vm *vm, bool changes_only, struct err *e)
 {
 	uint8_t *buf = NULL;
 	if (posix_memalign((void **)&buf, 4096, CHUNK))
@@ -71,7 +111,8 @@ int snapshot_disk__save(struct stream_writer *w, struct vm *vm, struct err *e)
 	int rc = 0;
 	for (unsigned i = 0; !rc && i < vm->nr_blk; i++)
 		if (!vm->cfg->disks[i].readonly)
-			rc = save_disk(w, vm->blk[i]->disk, i, buf, e);
+			rc = changes_only ? save_changes(w, vm, i, buf, e) :
+					    save_disk(w, vm->blk[i]->disk, i, buf, e);
 	free(buf);
 	return rc;
 }
@@ -99,10 +140,23 @@ static int start_image(void *opaque, const struct disk_image_sec *im, struct err
 {
 	struct disk_restore *dr = opaque;
 	const struct vm_config *cfg = dr->cfg;
-	if (im->index >= cfg->nr_disks || dr->fd[im->index] >= 0)
-		return err__set(e, EINVAL, "the checkpoint holds disk %u twice or for a disk the VM "
-				"does not have", im->index);
+	if (im->index >= cfg->nr_disks)
+		return err__set(e, EINVAL, "the checkpoint holds disk %u, which the VM does not have",
+				im->index);
+	if (dr->fd[im->index] >= 0) {
+		/* A later link of the chain: its changes go onto the image. */
+		if (!im->changes_only || dr->size[im->index] != im->size)
+			return err__set(e, EINVAL, "the checkpoint holds disk %u twice, or a chain "
+					"link holds it at another size", im->index);
+		return 0;
+	}
 	const char *path = cfg->disks[im->index].path;
+	/* An incremental checkpoint's changes go onto the image the chain's
+	 * earlier links made. */
+	if (im->changes_only)
+		return err__set(e, EINVAL, "disk %s: the checkpoint holds only the blocks changed "
+				"since its base, and no earlier link of the chain holds the disk",
+				cfg->disks[im->index].id);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST)
 		return err__set(e, EEXIST, "disk %s: %s exists; the checkpoint holds this disk's "

@@ -45,13 +45,18 @@ int snapshot_track__check_base(struct vm *vm, const char *base, struct snapshot_
 			       struct err *e);
 /* Pages written since the last checkpoint (the tracker's bitmap, updated). */
 uint64_t *snapshot_track__fetch(struct vm *vm, struct err *e);
+/* Whether the last checkpoint held the disks (disks=include); and for an
+ * incremental one, the 64 KiB blocks disk `index` got written since (ORed
+ * into bits, blk-track.h), taken. */
+void snapshot_track__set_disks(struct vm *vm, bool included);
+int snapshot_track__disk_changes(struct vm *vm, unsigned index, uint64_t *bits, struct err *e);
 
 /* disks=include (snapshot-disk.c): the writable disks' data extents, written
  * with the vCPUs stopped; restore creates the images before the VM opens
  * them. */
 struct vm_config;
 struct disk_restore;
-int snapshot_disk__save(struct stream_writer *w, struct vm *vm, struct err *e);
+int snapshot_disk__save(struct stream_writer *w, struct vm *vm, bool changes_only, struct err *e);
 int snapshot_disk__is_disk(const uint8_t *payload, size_t len, uint64_t base);
 struct disk_restore *snapshot_disk__restore_new(struct err *e);
 int snapshot_disk__load(struct disk_restore *dr, const uint8_t *payload, size_t len,

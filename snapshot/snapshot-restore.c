@@ -176,12 +176,12 @@ struct preamble {
 	struct disk_restore *disks;
 };
 
-static int read_preamble(struct stream_reader *r, const struct vm_config *cfg, struct preamble *p,
-			 struct err *e)
+/* The disk sections that follow the chain section (p->pending may hold the
+ * first record already read). */
+static int read_disks(struct stream_reader *r, const struct vm_config *cfg, struct preamble *p,
+		      struct err *e)
 {
-	int rc = read_chain(r, &p->chain, &p->pending, &p->pending_len, &p->pending_base, e);
-	if (rc < 0)
-		return rc;
+	int rc;
 	if (p->pending)
 		goto check;
 	for (;;) {
@@ -214,6 +214,65 @@ check:
 		if (rc < 0)
 			return rc;
 	}
+}
+
+/* An incremental checkpoint's disks: the chain's earlier links rebuild the
+ * images, oldest first (the base creates them, each later link writes the
+ * blocks changed since the one before). Their memory and the checks that
+ * each base is the right one come later (load_base). */
+static int base_disks(struct disk_restore **dr, const char *path, const struct vm_config *cfg,
+		      const struct snapshot_chain_info *child, unsigned depth,
+		      const struct release_policy *pol, struct err *e)
+{
+	if (depth >= SNAPSHOT_CHAIN_MAX)
+		return err__set(e, ELOOP, "the checkpoint chain is longer than %d links", SNAPSHOT_CHAIN_MAX);
+	char dir[4096], bpath[4400];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(bpath, sizeof(bpath), "%s/%s", slash ? dir : ".", child->base_name);
+	if (access(bpath, F_OK))
+		return err__set(e, ENOENT, "base checkpoint %s is missing (the chain needs every "
+				"earlier link)", bpath);
+	struct opened f = { .fd = -1 };
+	struct vm_config bcfg;
+	struct preamble bp = { 0 };
+	uint8_t *payload = NULL;
+	uint32_t plen;
+	uint64_t base;
+	vm_config__init(&bcfg);
+	int rc = open_stream(bpath, &f, pol, e);
+	if (!rc)
+		rc = vm_sections__read_config(&f.r, &bcfg, &payload, &plen, &base, e);
+	if (!rc)
+		rc = read_chain(&f.r, &bp.chain, &bp.pending, &bp.pending_len, &bp.pending_base, e);
+	if (!rc && !bp.pending && !snapshot_chain__is_full(&bp.chain))
+		rc = base_disks(dr, bpath, cfg, &bp.chain, depth + 1, pol, e);
+	bp.disks = *dr;
+	if (!rc)
+		rc = read_disks(&f.r, cfg, &bp, e);
+	*dr = bp.disks;
+	if (rc < 0 && e->code && !strstr(e->msg, bpath)) {
+		char why[sizeof(e->msg)];
+		snprintf(why, sizeof(why), "%s", e->msg);
+		err__clear(e);
+		err__set(e, -rc, "base %s: %s", bpath, why);
+	}
+	free(bp.pending);
+	free(payload);
+	vm_config__free(&bcfg);
+	close_stream(&f);
+	return rc;
+}
+
+static int read_preamble(struct stream_reader *r, const struct vm_config *cfg, struct preamble *p,
+			 const char *path, const struct release_policy *pol, struct err *e)
+{
+	int rc = read_chain(r, &p->chain, &p->pending, &p->pending_len, &p->pending_base, e);
+	if (!rc && !p->pending && !snapshot_chain__is_full(&p->chain))
+		rc = base_disks(&p->disks, path, cfg, &p->chain, 0, pol, e);
+	return rc < 0 ? rc : read_disks(r, cfg, p, e);
 }
 
 static void fill_failed(void *opaque, const char *why)
@@ -363,7 +422,7 @@ int snapshot__restore(const char *path, const struct snapshot_restore_opts *o,
 		rc = map_disks(cfg, o, e);
 	struct preamble pre = { 0 };
 	if (!rc)
-		rc = read_preamble(&f.r, cfg, &pre, e);
+		rc = read_preamble(&f.r, cfg, &pre, path, &pol, e);
 	/* The disk images are complete before the VM opens them; they are
 	 * removed again if the restore fails after all. */
 	if (!rc && pre.disks)

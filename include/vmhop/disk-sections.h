@@ -23,6 +23,9 @@ struct disk_image_sec {
 	uint32_t index;
 	uint64_t size;
 	uint8_t id[DISK_ID_MAX];
+	/* Version 2: only the blocks changed since the base checkpoint follow
+	 * (an incremental checkpoint); the image itself is an earlier link's. */
+	uint8_t changes_only;
 };
 
 struct disk_digest_sec {
