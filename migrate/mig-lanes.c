@@ -42,13 +42,6 @@ int mig_lane__for_each(const uint64_t *bm, uint64_t nbits, unsigned lane, unsign
 
 /* ---- source ---- */
 
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL) };
-	while (nanosleep(&ts, &ts) < 0)
-		;
-}
-
 static bool aborted(struct migration *m)
 {
 	pthread_mutex_lock(&m->lock);
@@ -67,17 +60,8 @@ static int lane_sink(void *opaque, const void *buf, size_t len)
 		if (aborted(ln->m))
 			return ln->io_err = -ECANCELED;
 		size_t n = MIN(len, (size_t)LANE_WRITE_CHUNK);
-		if (ln->max_bandwidth) {
-			uint64_t now = util__now_ns();
-			if (now - ln->rate_t0 > 1000000000ULL) {
-				ln->rate_t0 = now;
-				ln->rate_sent0 = ln->sent;
-			}
-			uint64_t due = (uint64_t)((double)(ln->sent - ln->rate_sent0 + n) * 1e9 /
-						  (double)ln->max_bandwidth);
-			if (due > now - ln->rate_t0)
-				sleep_ns(due - (now - ln->rate_t0));
-		}
+		if (ln->max_bandwidth)
+			mig_source__pace(ln->max_bandwidth, &ln->rate_t0, &ln->rate_sent0, ln->sent, n);
 		int rc = channel__write_full(&ln->ch, p, n);
 		if (rc < 0)
 			return ln->io_err = rc;
@@ -116,16 +100,9 @@ static int lane_fail(struct mig_lane *ln, int rc)
 static int open_one(struct mig_lane *ln, const char *token, struct err *e)
 {
 	struct migration *m = ln->m;
-	struct channel_tls_opts tls = {
-		.ca = m->p.tls_ca[0] ? m->p.tls_ca : NULL,
-		.cert = m->p.tls_cert[0] ? m->p.tls_cert : NULL,
-		.key = m->p.tls_key[0] ? m->p.tls_key : NULL,
-		.name = m->p.tls_name[0] ? m->p.tls_name : NULL,
-	};
-	int rc = channel__connect_tls(m->p.uri, (int)m->p.io_timeout_ms, &tls, &ln->ch, e);
+	int rc = mig_source__connect(m, &ln->ch, e);
 	if (rc < 0)
 		return rc;
-	channel__set_timeout(&ln->ch, (int)m->p.io_timeout_ms);
 	struct json_object *join = json_object_new_object(), *reply = NULL;
 	if (!join)
 		return err__set(e, ENOMEM, "out of memory");

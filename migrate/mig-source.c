@@ -145,19 +145,8 @@ static int send_bytes(struct engine *g, const uint8_t *p, size_t left)
 		if (rc < 0)
 			return rc;
 		size_t n = MIN(left, (size_t)WRITE_CHUNK);
-		if (m->p.max_bandwidth) {
-			uint64_t now = util__now_ns();
-			/* A window that restarts every second keeps the limit
-			 * honest without letting an idle pause bank a burst. */
-			if (now - g->rate_t0 > 1000000000ULL) {
-				g->rate_t0 = now;
-				g->rate_sent0 = g->sent;
-			}
-			uint64_t due = (uint64_t)((double)(g->sent - g->rate_sent0 + n) * 1e9 /
-						  (double)m->p.max_bandwidth);
-			if (due > now - g->rate_t0)
-				sleep_ns(due - (now - g->rate_t0));
-		}
+		if (m->p.max_bandwidth)
+			mig_source__pace(m->p.max_bandwidth, &g->rate_t0, &g->rate_sent0, g->sent, n);
 		rc = channel__write_full(&m->ch, p, n);
 		if (rc < 0) {
 			poll_peer(g, 200);	/* the reason, if the peer gave one */
@@ -293,19 +282,40 @@ static int preflight(struct engine *g, const struct host_profile *src, struct js
 	return rc;
 }
 
-static int handshake(struct engine *g)
+int mig_source__connect(const struct migration *m, struct channel *c, struct err *e)
 {
-	struct migration *m = g->m;
 	struct channel_tls_opts tls = {
 		.ca = m->p.tls_ca[0] ? m->p.tls_ca : NULL,
 		.cert = m->p.tls_cert[0] ? m->p.tls_cert : NULL,
 		.key = m->p.tls_key[0] ? m->p.tls_key : NULL,
 		.name = m->p.tls_name[0] ? m->p.tls_name : NULL,
 	};
-	int rc = channel__connect_tls(m->p.uri, (int)m->p.io_timeout_ms, &tls, &m->ch, &g->e);
+	int rc = channel__connect_tls(m->p.uri, (int)m->p.io_timeout_ms, &tls, c, e);
+	if (rc == 0)
+		channel__set_timeout(c, (int)m->p.io_timeout_ms);
+	return rc;
+}
+
+void mig_source__pace(uint64_t bps, uint64_t *t0, uint64_t *sent0, uint64_t sent, size_t n)
+{
+	uint64_t now = util__now_ns();
+	/* A window that restarts every second keeps the limit honest without
+	 * letting an idle pause bank a burst. */
+	if (now - *t0 > 1000000000ULL) {
+		*t0 = now;
+		*sent0 = sent;
+	}
+	uint64_t due = (uint64_t)((double)(sent - *sent0 + n) * 1e9 / (double)bps);
+	if (due > now - *t0)
+		sleep_ns(due - (now - *t0));
+}
+
+static int handshake(struct engine *g)
+{
+	struct migration *m = g->m;
+	int rc = mig_source__connect(m, &m->ch, &g->e);
 	if (rc < 0)
 		return rc;
-	channel__set_timeout(&m->ch, (int)m->p.io_timeout_ms);
 	pthread_mutex_lock(&m->lock);
 	channel__identity(&m->ch, m->st.peer, sizeof(m->st.peer));
 	pthread_mutex_unlock(&m->lock);

@@ -38,5 +38,11 @@ void mig_source__run(struct migration *m);
 /* From any thread: makes a running engine fail soon. With before_commit,
  * only if it has not reached its commit (returns false then). */
 bool mig_source__abort(struct migration *m, bool before_commit);
+/* A connection to the destination with the migration's URI, TLS files and
+ * I/O timeout (the first one, and every further one of --channels). */
+int mig_source__connect(const struct migration *m, struct channel *c, struct err *e);
+/* Sleeps so that sending n more bytes after `sent` keeps to bps (t0 and
+ * sent0: the caller's window). */
+void mig_source__pace(uint64_t bps, uint64_t *t0, uint64_t *sent0, uint64_t sent, size_t n);
 
 #endif
