@@ -10,7 +10,8 @@ NESTED_TESTS = \
 	tests/nested/test-clock.py \
 	tests/nested/test-migrate.py \
 	tests/nested/test-diskcopy.py \
-	tests/nested/test-snapshot.py
+	tests/nested/test-snapshot.py \
+	tests/nested/test-snapshot-disk.py
 TESTS += $(NESTED_TESTS)
 EXTRA_DIST += $(NESTED_TESTS) tests/nested/nested.py tests/nested/workload.c \
 	tests/nested/README.md
