@@ -47,3 +47,23 @@ bench-snapshot: vmhop$(EXEEXT) tests/guest/guest.elf
 	$(PYTHON3) $(srcdir)/bench/snapshot/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
 		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_SNAPSHOT_ARGS)
 .PHONY: bench-snapshot
+# bench/diskcopy: live migration with a disk copy (1 GiB image, 256 MiB of
+# data, the guest writing 10 MiB/s), vmhop migrate-send --copy-disk beside
+# QEMU's drive-mirror to an NBD export on the destination, and an O_DIRECT
+# read of the image as the throughput reference (make bench-diskcopy; not a
+# test). Options: make bench-diskcopy BENCH_DISKCOPY_ARGS="--runs 5".
+EXTRA_DIST += bench/diskcopy/run.py
+bench-diskcopy: vmhop$(EXEEXT) tests/guest/guest.elf
+	$(PYTHON3) $(srcdir)/bench/diskcopy/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
+		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_DISKCOPY_ARGS)
+.PHONY: bench-diskcopy
+# bench/transport: bench-migrate's idle and dirty runs (and a bulk one) over
+# vmhop's tcp:, tls: and 2/4 channels beside QEMU's tcp, TLS (tls-creds-x509)
+# and multifd, with throughput ratios (make bench-transport; not a test). It
+# makes a test CA with contrib/make-test-ca.sh. Options: make bench-transport
+# BENCH_TRANSPORT_ARGS="--scenario bulk --runs 5".
+EXTRA_DIST += bench/transport/run.py
+bench-transport: vmhop$(EXEEXT) tests/guest/guest.elf
+	$(PYTHON3) $(srcdir)/bench/transport/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
+		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_TRANSPORT_ARGS)
+.PHONY: bench-transport

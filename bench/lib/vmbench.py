@@ -13,6 +13,7 @@ imports this with
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -244,3 +245,113 @@ def print_load():
 def on_sigterm(signum, frame):
     raise KeyboardInterrupt()
 
+
+
+# ---------------------------------------------------------------- disks and more
+# (bench/diskcopy; usable by any benchmark)
+
+def print_load_when(when):
+    """print_load with all three averages and a label (before/after the runs)."""
+    try:
+        l1, l5, l15 = os.getloadavg()
+    except OSError:
+        return
+    ncpu = os.cpu_count() or 1
+    print("load average %s: %.2f %.2f %.2f on %d CPUs%s" % (
+        when, l1, l5, l15, ncpu,
+        " (busy: other work shares the CPUs, the numbers are noisy)" if l1 > 0.5 * ncpu else ""),
+        flush=True)
+
+
+def free_tcp_port(host="127.0.0.1"):
+    """A port free right now, for a server that cannot report the one it got
+    (QEMU's nbd-server-start); another process may take it in between."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def data_extents(path):
+    """[(start, end)] of the allocated parts of a file (SEEK_DATA/SEEK_HOLE)."""
+    out = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        off = 0
+        while off < size:
+            try:
+                start = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break  # ENXIO: only a hole is left
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, end))
+            off = end
+    finally:
+        os.close(fd)
+    return out
+
+
+def allocated_bytes(path):
+    return os.stat(path).st_blocks * 512
+
+
+def o_direct_read(path, bufsize=MIB):
+    """Reads the allocated parts of path with O_DIRECT, bufsize at a time;
+    returns (bytes, seconds). The page cache plays no part."""
+    import mmap
+    extents = data_extents(path)
+    buf = mmap.mmap(-1, bufsize)  # page-aligned, as O_DIRECT needs
+    view = memoryview(buf)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    total = 0
+    try:
+        t0 = time.monotonic()
+        for start, end in extents:
+            off = start
+            while off < end:
+                want = min(bufsize, end - off)
+                want = (want + 4095) & ~4095
+                n = os.preadv(fd, [view[:want]], off)
+                if n <= 0:
+                    break
+                total += min(n, end - off)
+                off += n
+        secs = time.monotonic() - t0
+    finally:
+        os.close(fd)
+        view.release()
+        buf.close()
+    return total, secs
+
+
+# ---------------------------------------------------------------- command line
+# (bench/transport; the other scripts still spell these out)
+
+def add_binary_args(p):
+    """--vmhop, --qemu and --guest with the usual defaults: $VMHOP, else the
+    build tree's ($VMHOP_BUILDDIR, else the source tree); QEMU on PATH."""
+    top = os.environ.get("VMHOP_BUILDDIR") or os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p.add_argument("--vmhop", metavar="PATH",
+                   default=os.environ.get("VMHOP") or os.path.join(top, "vmhop"),
+                   help="the vmhop binary (default: $VMHOP, else the build tree's)")
+    p.add_argument("--qemu", metavar="PATH",
+                   default=shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+                   help="QEMU binary (default qemu-system-x86_64 on PATH)")
+    p.add_argument("--guest", metavar="PATH",
+                   default=os.path.join(top, "tests", "guest", "guest.elf"),
+                   help="the test guest ELF (default: the build tree's)")
+
+
+def run_then_stop(procs, fn):
+    """fn() with SIGTERM taken as Ctrl-C and every process in procs stopped
+    however it ends; returns (fn's result, interrupted?)."""
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return fn(), False
+    except KeyboardInterrupt:
+        print("\ninterrupted", flush=True)
+        return None, True
+    finally:
+        for pr in procs:
+            pr.stop()
