@@ -183,14 +183,16 @@ static void print_value(struct json_object *v, int indent)
 	}
 }
 
-static int show_reply(const char *path, const char *line, bool json)
+/* who: the command the user typed, for messages ("vmhop ctl", or the
+ * command that goes through this one, e.g. "vmhop snapshot create"). */
+static int show_reply(const char *who, const char *path, const char *line, bool json)
 {
 	struct json_object *reply = json_tokener_parse(line);
 	struct json_object *ret = NULL, *err = NULL;
 	if (!json_object_is_type(reply, json_type_object) ||
 	    (!json_object_object_get_ex(reply, "return", &ret) &&
 	     !json_object_object_get_ex(reply, "error", &err))) {
-		fprintf(stderr, "vmhop ctl: %s sent a malformed reply: %.200s\n", path, line);
+		fprintf(stderr, "%s: %s sent a malformed reply: %.200s\n", who, path, line);
 		json_object_put(reply);
 		return EXIT_USAGE;
 	}
@@ -200,7 +202,7 @@ static int show_reply(const char *path, const char *line, bool json)
 	} else if (err) {
 		struct json_object *cls = json_object_object_get(err, "class");
 		struct json_object *desc = json_object_object_get(err, "desc");
-		fprintf(stderr, "vmhop ctl: %s: %s\n",
+		fprintf(stderr, "%s: %s: %s\n", who,
 			cls ? json_object_get_string(cls) : "GenericError",
 			desc ? json_object_get_string(desc) : "(no description)");
 	} else if (json_object_is_type(ret, json_type_object)) {
@@ -268,12 +270,13 @@ int cmd_ctl(int argc, char **argv)
 			return usage_error("%s", "--raw: REQUEST must be JSON or a single line");
 		return rc;
 	}
-	int fd = ctl_client__connect(o.path, "vmhop ctl");
+	const char *who = strncmp(argv[0], "vmhop ", 6) ? "vmhop ctl" : argv[0];
+	int fd = ctl_client__connect(o.path, who);
 	char *reply = NULL;
 	rc = EXIT_USAGE;
-	if (fd >= 0 && ctl_client__send(fd, o.path, line, "vmhop ctl") == 0 &&
-	    (reply = ctl_client__read(fd, o.path, o.timeout_s * 1000, "vmhop ctl")))
-		rc = show_reply(o.path, reply, o.json);
+	if (fd >= 0 && ctl_client__send(fd, o.path, line, who) == 0 &&
+	    (reply = ctl_client__read(fd, o.path, o.timeout_s * 1000, who)))
+		rc = show_reply(who, o.path, reply, o.json);
 	if (fd >= 0)
 		close(fd);
 	free(reply);

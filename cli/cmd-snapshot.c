@@ -81,7 +81,8 @@ static int create(int argc, char **argv)
 	snprintf(path_arg, sizeof(path_arg), "path=%s", output);
 	char *av[14];
 	int ac = 0;
-	av[ac++] = "ctl";
+	/* Messages name the command the user typed. */
+	av[ac++] = "vmhop snapshot create";
 	av[ac++] = "--control";
 	av[ac++] = (char *)control;
 	if (json)
