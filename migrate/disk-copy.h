@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <json-c/json.h>
 
@@ -42,6 +43,11 @@ const char *disk_copy__mode_name(enum disk_copy_mode m);
  * offset (u64 little endian): equal contents give equal digests whatever
  * is allocated, and holes cost nothing to hash. */
 int disk_copy__digest(int fd, uint64_t size, uint8_t out[32], struct err *e);
+/* n bytes of zeros (a block the copy may leave a hole for). */
+static inline bool disk_copy__all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
 void disk_copy__hex(const uint8_t *p, size_t n, char *out);
 
 /* ---- source ---- */

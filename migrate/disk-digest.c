@@ -10,11 +10,6 @@
 
 #define BLOCK BLK_TRACK_BLOCK
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
 void disk_copy__hex(const uint8_t *p, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -59,7 +54,7 @@ int disk_copy__digest(int fd, uint64_t size, uint8_t out[32], struct err *e)
 					 (unsigned long long)b);
 			break;
 		}
-		if (!all_zero(buf, n)) {
+		if (!disk_copy__all_zero(buf, n)) {
 			uint8_t le[8];
 			for (int i = 0; i < 8; i++)
 				le[i] = (uint8_t)(b >> (8 * i));

@@ -11,6 +11,7 @@
 #include "migrate/disk-copy.h"
 #include "vmhop/dirty-log.h"
 #include "vmhop/disk-sections.h"
+#include "vmhop/migrate-proto.h"
 #include "vmhop/util.h"
 #include "vmhop/virtio-blk.h"
 #include "vmhop/vm.h"
@@ -123,9 +124,8 @@ int disk_send__apply_reply(struct disk_send *ds, struct json_object *reply, stru
 		return err__set(e, EPROTO, "the destination did not answer for the copied disks "
 				"(an older vmhop?)");
 	for (unsigned k = 0; k < ds->n; k++) {
-		struct json_object *o = json_object_array_get_idx(a, k), *m;
-		const char *mode = o && json_object_object_get_ex(o, "mode", &m) ?
-				   json_object_get_string(m) : "";
+		const char *mode = mig__str(json_object_array_get_idx(a, k), "mode");
+		mode = mode ? mode : "";
 		if (!strcmp(mode, "copied")) {
 			ds->d[k].mode = DISK_COPIED;
 		} else if (strcmp(mode, "incremental") || ds->d[k].mode != DISK_INCREMENTAL) {
@@ -183,11 +183,6 @@ int disk_send__start(struct disk_send *ds, struct vm *vm, struct err *e)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
 /* len bytes of the image at off, in buf, into disk-data sections. With
  * skip_zero (the bulk pass into a new, empty copy) all-zero 64 KiB blocks
  * are left out: they are holes there already. */
@@ -201,7 +196,7 @@ static int send_buf(struct disk_send *ds, unsigned k, struct stream_writer *w, u
 		/* A run of blocks to send: [a, b). */
 		while (b < n) {
 			uint32_t step = (uint32_t)MIN((uint64_t)BLOCK - (off + b) % BLOCK, (uint64_t)(n - b));
-			if (skip_zero && all_zero(buf + b, step))
+			if (skip_zero && disk_copy__all_zero(buf + b, step))
 				break;
 			b += step;
 		}
