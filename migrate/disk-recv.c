@@ -11,28 +11,16 @@
 
 #include "migrate/disk-copy.h"
 #include "vmhop/disk-sections.h"
+#include "vmhop/migrate-proto.h"
 #include "vmhop/util.h"
 
 #define PARTIAL_SUFFIX ".vmhop-partial"
 #define WRITEBACK_STEP (8ULL << 20)
 
-static const char *str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) ?
-	       json_object_get_string(v) : NULL;
-}
-
 static int64_t num(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
-}
-
-static bool flag(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
 /* --disk-map ID=PATH, else --disk-dir DIR (DIR/ID.img). */
@@ -65,7 +53,7 @@ static const char *same_generation(const char *path, const char *base_gen, char 
 			 "missing or unreadable)", path, rec);
 		return why;
 	}
-	const char *gen = str(j, "gen");
+	const char *gen = mig__str(j, "gen");
 	bool match = gen && base_gen && !strcmp(gen, base_gen);
 	if (!match) {
 		snprintf(why, size, "%.1024s holds generation %.32s, but the VM's disk descends from %.32s",
@@ -102,7 +90,7 @@ static int create_image(struct disk_recv_one *d, const char *path, bool dry_run,
 static int plan_one(struct disk_recv_one *d, struct json_object *o, const struct migrate_recv_opts *mo,
 		    bool fallback, bool dry_run, struct err *e)
 {
-	const char *id = str(o, "id"), *mode = str(o, "mode"), *gen = str(o, "gen");
+	const char *id = mig__str(o, "id"), *mode = mig__str(o, "mode"), *gen = mig__str(o, "gen");
 	int64_t index = num(o, "index"), size = num(o, "size");
 	if (!id || !mode || !gen || index < 0 || index >= VM_MAX_DISKS || size <= 0 ||
 	    strlen(id) >= sizeof(d->id) || strlen(gen) >= sizeof(d->gen))
@@ -129,7 +117,7 @@ static int plan_one(struct disk_recv_one *d, struct json_object *o, const struct
 	if (strcmp(mode, "incremental"))
 		return err__set(e, EPROTO, "the source asks for disk mode '%s'", mode);
 	char why[4600];
-	const char *bad = exists ? same_generation(path, str(o, "base_gen"), why, sizeof(why)) : NULL;
+	const char *bad = exists ? same_generation(path, mig__str(o, "base_gen"), why, sizeof(why)) : NULL;
 	if (exists && !bad) {
 		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d->size)
 			return err__set(e, EINVAL, "disk %s: %s is not a %llu-byte image", id, path,
@@ -167,12 +155,12 @@ int disk_recv__plan(struct disk_recv *dr, struct json_object *hello, const struc
 	memset(dr, 0, sizeof(*dr));
 	for (unsigned k = 0; k < VM_MAX_DISKS; k++)
 		dr->d[k].fd = -1;
-	dr->verify = flag(hello, "verify_disks");
+	dr->verify = mig__flag(hello, "verify_disks");
 	if (!json_object_object_get_ex(hello, "disks", &a))
 		return 0;
 	if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) > VM_MAX_DISKS)
 		return err__set(e, EPROTO, "the source's hello lists its copied disks badly");
-	bool fallback = flag(hello, "full_copy_fallback");
+	bool fallback = mig__flag(hello, "full_copy_fallback");
 	for (size_t k = 0; k < json_object_array_length(a); k++) {
 		int rc = plan_one(&dr->d[k], json_object_array_get_idx(a, k), o, fallback, dry_run, e);
 		dr->n = (unsigned)k + 1;

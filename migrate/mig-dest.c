@@ -78,12 +78,6 @@ static struct json_object *own_profile(struct json_object *peer, const struct mi
 	return out;
 }
 
-static bool probe_only(struct json_object *peer)
-{
-	struct json_object *v;
-	return json_object_object_get_ex(peer, "probe", &v) && json_object_get_boolean(v);
-}
-
 /* --channels on the source: how many, and the token its further channels
  * prove themselves with. */
 static int lanes_from_hello(struct migrate_incoming *in, struct json_object *peer, struct err *e)
@@ -92,7 +86,7 @@ static int lanes_from_hello(struct migrate_incoming *in, struct json_object *pee
 	if (!json_object_object_get_ex(peer, "channels", &v))
 		return 0;
 	int64_t n = json_object_get_int64(v);
-	const char *token = json_object_object_get_ex(peer, "token", &v) ? json_object_get_string(v) : NULL;
+	const char *token = mig__str(peer, "token");
 	if (n < 1 || n > MIGRATE_MAX_CHANNELS || !token || strlen(token) != MIG_TOKEN_LEN)
 		return err__set(e, EPROTO, "the source asks for %lld channels (1 to %d, with a token)",
 				(long long)n, MIGRATE_MAX_CHANNELS);
@@ -115,7 +109,7 @@ static int handshake(struct migrate_incoming *in, const struct migrate_recv_opts
 	int verdict = mig__check_hello(peer, "source", &refusal);
 	struct json_object *hello = mig__hello("destination", e);
 	struct json_object *prof = hello ? own_profile(peer, o, e) : NULL;
-	bool probe = probe_only(peer);
+	bool probe = mig__flag(peer, "probe");
 	if (prof && verdict == 0 && (rc = lanes_from_hello(in, peer, e)) < 0) {
 		json_object_put(peer);
 		json_object_put(prof);

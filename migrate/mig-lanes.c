@@ -398,8 +398,7 @@ int dest_lanes__accept(struct migrate_incoming *in, struct channel_listener *l, 
 			return err__set(e, e->code, "waiting for the source's channel %u: %s", k + 1, e->msg);
 		channel__set_timeout(&ch, (int)in->io_timeout_ms);
 		rc = mig__recv(&ch, 0, "join", "a channel's join", &join, e);
-		const char *token = !rc && json_object_object_get_ex(join, "token", &v) ?
-				    json_object_get_string(v) : NULL;
+		const char *token = !rc ? mig__str(join, "token") : NULL;
 		int64_t index = !rc && json_object_object_get_ex(join, "index", &v) ?
 				json_object_get_int64(v) : -1;
 		if (!rc && (!token || strcmp(token, in->token) || index < 1 ||

@@ -83,12 +83,18 @@ static void show_bytes(const uint8_t *p, size_t n, char *buf, size_t size)
 	buf[o] = 0;
 }
 
-static const char *str_field(struct json_object *o, const char *name)
+const char *mig__str(struct json_object *o, const char *name)
 {
 	struct json_object *v;
 	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
+}
+
+bool mig__flag(struct json_object *o, const char *name)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, name, &v) && json_object_get_boolean(v);
 }
 
 int mig__recv(struct channel *c, int timeout_ms, const char *type, const char *what,
@@ -148,13 +154,13 @@ int mig__recv(struct channel *c, int timeout_ms, const char *type, const char *w
 		json_tokener_free(tok);
 	free(buf);
 	const char *t = o && complete && json_object_is_type(o, json_type_object) ?
-			str_field(o, "type") : NULL;
+			mig__str(o, "type") : NULL;
 	if (!t) {
 		json_object_put(o);
 		return err__set(e, EPROTO, "%s: %s is not a JSON object with a type", c->peer, what);
 	}
 	if (!strcmp(t, "error")) {
-		const char *why = str_field(o, "error");
+		const char *why = mig__str(o, "error");
 		rc = err__set(e, ECANCELED, "%s reported: %s", c->peer, why ? why : "an error");
 		json_object_put(o);
 		return rc;
@@ -214,7 +220,7 @@ static int int_field(struct json_object *o, const char *name, int64_t min, int64
 int mig__check_hello(struct json_object *peer, const char *peer_role, struct err *e)
 {
 	int64_t proto, ordinal, format;
-	const char *role = str_field(peer, "role"), *rel = str_field(peer, "release");
+	const char *role = mig__str(peer, "role"), *rel = mig__str(peer, "release");
 	if (int_field(peer, "proto", 1, 65535, &proto) || !role || !rel ||
 	    int_field(peer, "release_ordinal", 0, 65535, &ordinal) ||
 	    int_field(peer, "write_format", 0, 65535, &format))

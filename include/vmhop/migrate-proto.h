@@ -40,5 +40,9 @@ struct json_object *mig__hello(const char *role, struct err *e);
 /* Checks the peer's hello: protocol version, and (on the destination) that
  * the source's release level may move here. */
 int mig__check_hello(struct json_object *peer, const char *peer_role, struct err *e);
+/* A message's string field (NULL when absent or not a string), and a
+ * boolean one (false when absent). */
+const char *mig__str(struct json_object *o, const char *name);
+bool mig__flag(struct json_object *o, const char *name);
 
 #endif
