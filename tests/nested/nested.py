@@ -798,6 +798,26 @@ def check_disk_image(path, block0, seqs):
     return None
 
 
+def check_blocks(path, beats, where):
+    """The workload's disk blocks of heartbeats 1..beats, found by L0 in an image."""
+    bad = check_disk_image(path, 256, range(1, beats + 1))
+    check(bad is None, f"L0 finds the {beats} disk blocks in {where}"
+          + (f" (block of heartbeat {bad} differs)" if bad else ""))
+
+
+def empty_image(work, name):
+    """A sparse 64 MiB image for one of L1's disks."""
+    path = os.path.join(work, name)
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+    return path
+
+
+def save_to_vdb(image, what):
+    """L1 script lines: an image L1 made, copied onto its /dev/vdb for L0 to read."""
+    return f'dd if={image} of=/dev/vdb bs=1M 2>/dev/null && sync && say "{what} saved to vdb"\n'
+
+
 def disk_block(seq):
     """workload.c's disk pattern for heartbeat `seq`."""
     return b"".join(b"%-31s\n" % (b"WL-DISK seq=%06d line=%03d" % (seq, i)) for i in range(128))
@@ -883,7 +903,6 @@ while IFS= read -r l; do echo "stamp| dst $l"; done < /tmp/dst.stamps
             f.truncate(64 << 20)
 
     def verify(self, res):
-        self.result_lines = res
         l2_boot_time(res)
         check(res.first(r"^L1: lo: inet 127\.0\.0\.1") is not None, "L1's loopback is up (127.0.0.1)")
         check_l2_basics(res, 2, 512)
@@ -951,12 +970,10 @@ while IFS= read -r l; do echo "stamp| dst $l"; done < /tmp/dst.stamps
         log(f"L0: clock watcher (the guest's own view, not judged: a late wakeup looks the same as a jump): "
             f"max excess {excess:.1f} ms over {f.get('watch_samples')} sleeps of 25 ms; over 100 ms: {jumps}")
         check_kmsg(res, "dst| ")
-        self.verify_disk(summary)
+        self.verify_disk(res, summary)
 
-    def verify_disk(self, summary):
-        bad = check_disk_image(self.l1_disk, 256, range(1, self.BEATS + 1))
-        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the image file afterwards"
-              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+    def verify_disk(self, res, summary):
+        check_blocks(self.l1_disk, self.BEATS, "the image file afterwards")
 
 
 class DiskCopy(Migrate):
@@ -972,26 +989,21 @@ class DiskCopy(Migrate):
         "rm -f /tmp/dst.fifo", "rm -f /tmp/dst.fifo\nmkdir -p /tmp/dst-disks").replace(
         "--timeout 90 --json", "--timeout 90 --copy-disk data --verify-disks --json") + r"""
 say "copy: $(ls -ls /tmp/dst-disks 2>&1 | tr '\n' ' ')"
-dd if=/tmp/dst-disks/data.img of=/dev/vdb bs=1M 2>/dev/null && sync && say "copy saved to vdb"
-"""
+""" + save_to_vdb("/tmp/dst-disks/data.img", "copy")
 
     def prepare(self, work):
         super().prepare(work)
-        self.l1_disk2 = os.path.join(work, "copy.img")
-        with open(self.l1_disk2, "wb") as f:
-            f.truncate(64 << 20)
+        self.l1_disk2 = empty_image(work, "copy.img")
 
-    def verify_disk(self, summary):
+    def verify_disk(self, res, summary):
         d = (summary.get("disks") or [{}])[0]
         log(f"L0: disk copy: {d}")
         check(d.get("mode") == "copied" and d.get("verified") is True,
               f"the disk was copied and both sides computed the same SHA-256 ({d.get('sha256_source')})")
         check(summary.get("disk_bytes_sent", 0) > 0, "disk_bytes_sent counts the copy")
-        check(self.result_lines.first(r"^L1: copy saved to vdb") is not None,
+        check(res.first(r"^L1: copy saved to vdb") is not None,
               "L1 saved the destination's copy for L0 to read")
-        bad = check_disk_image(self.l1_disk2, 256, range(1, self.BEATS + 1))
-        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the destination's copy"
-              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+        check_blocks(self.l1_disk2, self.BEATS, "the destination's copy")
 
 
 class Snapshot(Scenario):
@@ -1139,9 +1151,7 @@ fi
         check(later <= ahead <= later + 1,
               f"with --disks external the restored guest finds the {ahead} block(s) the original "
               f"wrote after the checkpoint (expected {later}, or one more written before its heartbeat)")
-        bad = check_disk_image(self.l1_disk, 256, range(1, self.BEATS + 1))
-        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the image file afterwards"
-              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+        check_blocks(self.l1_disk, self.BEATS, "the image file afterwards")
 
 
 class SnapshotDisk(Snapshot):
@@ -1158,18 +1168,11 @@ class SnapshotDisk(Snapshot):
         "vmhop snapshot restore /tmp/ckpt.vmhop --control /tmp/rst.sock",
         "vmhop snapshot restore /tmp/ckpt.vmhop --disk-map /dev/vda=/tmp/rst.img --control /tmp/rst.sock") + r"""
 say "restored image: $(ls -ls /tmp/rst.img 2>&1)"
-dd if=/tmp/rst.img of=/dev/vdb bs=1M 2>/dev/null && sync && say "restored image saved to vdb"
-"""
+""" + save_to_vdb("/tmp/rst.img", "restored image")
 
     def prepare(self, work):
         super().prepare(work)
-        self.l1_disk2 = os.path.join(work, "restored.img")
-        with open(self.l1_disk2, "wb") as f:
-            f.truncate(64 << 20)
-
-    def verify(self, res):
-        self.result_lines = res
-        super().verify(res)
+        self.l1_disk2 = empty_image(work, "restored.img")
 
     def verify_disk(self, res, f, orig_last, first):
         check(int(f.get("disk_blocks", 0)) == self.BEATS and int(f.get("ahead", -1)) == 0,
@@ -1178,9 +1181,7 @@ dd if=/tmp/rst.img of=/dev/vdb bs=1M 2>/dev/null && sync && say "restored image 
               f"re-read (ahead={f.get('ahead')})")
         check(res.first(r"^L1: restored image saved to vdb") is not None,
               "L1 saved the restored image for L0 to read")
-        bad = check_disk_image(self.l1_disk2, 256, range(1, self.BEATS + 1))
-        check(bad is None, f"L0 finds the {self.BEATS} disk blocks in the restored image"
-              + (f" (block of heartbeat {bad} differs)" if bad else ""))
+        check_blocks(self.l1_disk2, self.BEATS, "the restored image")
 
 
 class Bench(Scenario):
