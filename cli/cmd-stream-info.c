@@ -44,7 +44,8 @@ static void usage(FILE *f)
 
 static void features_text(uint32_t f, char *buf, size_t n)
 {
-	snprintf(buf, n, "0x%08x%s", f, (f & STREAM_FEAT_DIGEST) ? " (digest)" : "");
+	snprintf(buf, n, "0x%08x%s", f, (f & STREAM_FEAT_DIGEST_TREE) ? " (digest, tree)" :
+					 (f & STREAM_FEAT_DIGEST) ? " (digest)" : "");
 }
 
 static void print_header(struct info *in, const char *name, const struct stream_header *h)
@@ -63,6 +64,8 @@ static void print_header(struct info *in, const char *name, const struct stream_
 		json_object_object_add(hj, "release_level", json_object_new_int(h->release_ordinal));
 		json_object_object_add(hj, "features", json_object_new_int64(h->features));
 		json_object_object_add(hj, "digest", json_object_new_boolean(h->features & STREAM_FEAT_DIGEST));
+		json_object_object_add(hj, "digest_tree",
+				       json_object_new_boolean(h->features & STREAM_FEAT_DIGEST_TREE));
 		json_object_object_add(in->root, "header", hj);
 		json_object *cj = json_object_new_object();
 		json_object_object_add(cj, "host_release",

@@ -9,6 +9,10 @@ libvmhop_a_SOURCES += \
 	migrate/stream-header.c \
 	migrate/stream-types.c \
 	migrate/stream-write.c \
+	migrate/stream-hash.c \
+	include/vmhop/stream-hash.h \
+	migrate/file-hasher.c \
+	include/vmhop/file-hasher.h \
 	migrate/stream-read.c \
 	migrate/stream-mem-enc.c \
 	migrate/stream-mem-dec.c \

@@ -57,16 +57,13 @@ int stream__reader_init(struct stream_reader *r, struct stream_io *io)
 void stream__reader_free(struct stream_reader *r)
 {
 	free(r->buf);
-	if (r->digest)
-		EVP_MD_CTX_free(r->digest);
+	stream_hash__free(&r->digest);
 	r->buf = NULL;
-	r->digest = NULL;
 }
 
 static void digest(struct stream_reader *r, const void *p, size_t n)
 {
-	if (r->digest && n)
-		EVP_DigestUpdate(r->digest, p, n);
+	stream_hash__update(&r->digest, p, n);
 }
 
 static void truncated(struct stream_reader *r)
@@ -232,11 +229,11 @@ int stream__read_header(struct stream_reader *r, struct stream_header *h,
 			    hd.format, STREAM_FORMAT_MIN, STREAM_FORMAT_MAX);
 	if ((hd.features & STREAM_FEAT_DIGEST) && hd.format < 2)
 		return fail(r, 12, EPROTO, "digest feature in a format %u stream", hd.format);
-	if ((hd.features & STREAM_FEAT_DIGEST) && !r->skip_digest) {
-		r->digest = EVP_MD_CTX_new();
-		if (!r->digest || !EVP_DigestInit_ex(r->digest, EVP_sha256(), NULL))
-			return fail(r, 0, ENOMEM, "setting up SHA-256");
-	}
+	if ((hd.features & STREAM_FEAT_DIGEST_TREE) && !(hd.features & STREAM_FEAT_DIGEST))
+		return fail(r, 12, EPROTO, "digest tree feature without the digest");
+	if ((hd.features & STREAM_FEAT_DIGEST) && !r->skip_digest &&
+	    stream_hash__init(&r->digest, hd.features & STREAM_FEAT_DIGEST_TREE) < 0)
+		return fail(r, 0, ENOMEM, "setting up SHA-256");
 	r->hdr = hd;
 	r->have_hdr = true;
 	take(r, NULL, STREAM_HEADER_SIZE, false);
@@ -270,14 +267,12 @@ static uint64_t cap_for(const struct stream_reader *r, uint16_t type, uint64_t *
 static int read_end(struct stream_reader *r)
 {
 	uint64_t at = r->off;
-	uint8_t want[STREAM_DIGEST_SIZE], got[EVP_MAX_MD_SIZE];
+	uint8_t want[STREAM_DIGEST_SIZE], got[STREAM_DIGEST_SIZE];
 	r->index_offset = stream__get_u64(r);
-	bool dig = r->digest != NULL;
+	bool dig = stream_hash__active(&r->digest);
 	if (dig && !r->error) {
-		unsigned n = 0;
-		EVP_DigestFinal_ex(r->digest, got, &n);
-		EVP_MD_CTX_free(r->digest);
-		r->digest = NULL;
+		if (stream_hash__final(&r->digest, got) < 0)
+			memset(got, 0, sizeof(got));	/* then a mismatch */
 		stream__get(r, want, sizeof(want));
 	}
 	/* Dropped by stream__reader_skip_digest: consumed, not compared. */
@@ -297,9 +292,7 @@ static int read_end(struct stream_reader *r)
 void stream__reader_skip_digest(struct stream_reader *r)
 {
 	r->skip_digest = true;
-	if (r->digest)
-		EVP_MD_CTX_free(r->digest);
-	r->digest = NULL;
+	stream_hash__free(&r->digest);
 }
 
 int stream__next_record(struct stream_reader *r, struct stream_rec *rec)

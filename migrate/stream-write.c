@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "vmhop/release.h"
 #include "vmhop/stream.h"
 #include "vmhop/util.h"
@@ -43,8 +41,7 @@ int stream__writer_fail(struct stream_writer *w, int code, const char *fmt, ...)
 
 static void digest(struct stream_writer *w, const void *p, size_t n)
 {
-	if (w->digest && n)
-		EVP_DigestUpdate(w->digest, p, n);
+	stream_hash__update(&w->digest, p, n);
 }
 
 static void raw_write(struct stream_writer *w, const uint8_t *p, size_t n)
@@ -153,6 +150,8 @@ int stream__writer_init(struct stream_writer *w, struct stream_io *io,
 		return fail(w, EINVAL, "unknown feature flags 0x%08x", o->features);
 	if ((o->features & STREAM_FEAT_DIGEST) && format < 2)
 		return fail(w, EINVAL, "format version %u has no digest trailer", format);
+	if ((o->features & STREAM_FEAT_DIGEST_TREE) && !(o->features & STREAM_FEAT_DIGEST))
+		return fail(w, EINVAL, "a digest tree without the digest");
 	if (!name_ok(o->release))
 		return fail(w, EINVAL, "bad release level name");
 	w->hdr.format = format;
@@ -164,11 +163,9 @@ int stream__writer_init(struct stream_writer *w, struct stream_io *io,
 	if (!w->buf)
 		return fail(w, ENOMEM, "allocating the stream buffer");
 	w->cap = WBUF_SIZE;
-	if (o->features & STREAM_FEAT_DIGEST) {
-		w->digest = EVP_MD_CTX_new();
-		if (!w->digest || !EVP_DigestInit_ex(w->digest, EVP_sha256(), NULL))
-			return fail(w, ENOMEM, "setting up SHA-256");
-	}
+	if ((o->features & STREAM_FEAT_DIGEST) &&
+	    stream_hash__init(&w->digest, o->features & STREAM_FEAT_DIGEST_TREE) < 0)
+		return fail(w, ENOMEM, "setting up SHA-256");
 	uint8_t hdr[STREAM_HEADER_SIZE];
 	stream__header_encode(&w->hdr, hdr);
 	emit(w, hdr, sizeof(hdr), false);
@@ -183,7 +180,7 @@ int stream__writer_init_release(struct stream_writer *w, struct stream_io *io,
 	/* A level whose format has no digest writes none (the reader would
 	 * refuse the flag). */
 	if (l->write_format < 2)
-		features &= ~STREAM_FEAT_DIGEST;
+		features &= ~(STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE);
 	struct stream_writer_opts o = {
 		.format = l->write_format,
 		.release_ordinal = l->ordinal,
@@ -197,11 +194,18 @@ int stream__writer_init_release(struct stream_writer *w, struct stream_io *io,
 void stream__writer_free(struct stream_writer *w)
 {
 	free(w->buf);
-	if (w->digest)
-		EVP_MD_CTX_free(w->digest);
+	stream_hash__free(&w->digest);
 	stream__index_free(&w->index);
 	w->buf = NULL;
-	w->digest = NULL;
+}
+
+void stream__writer_digest_from(struct stream_writer *w, const struct stream_digest_source *src)
+{
+	if (!stream_hash__active(&w->digest))
+		return;
+	/* What it hashed so far (the header) the source reads back too. */
+	stream_hash__free(&w->digest);
+	w->digest_src = src;
 }
 
 int stream__rec_begin(struct stream_writer *w, uint16_t type, uint16_t flags,
@@ -330,12 +334,16 @@ int stream__finish(struct stream_writer *w)
 	stream__put_u64(w, index_off);
 	if (dig) {
 		/* The digest covers every byte before it. */
-		uint8_t md[EVP_MAX_MD_SIZE];
-		unsigned mdlen = 0;
-		if (!EVP_DigestFinal_ex(w->digest, md, &mdlen) || mdlen != STREAM_DIGEST_SIZE)
+		uint8_t md[STREAM_DIGEST_SIZE];
+		if (w->digest_src) {
+			struct err de = { 0 };
+			if (stream__flush(w))
+				return w->error;
+			if (w->digest_src->final(w->digest_src->opaque, w->off, md, &de) < 0)
+				return fail(w, de.code ? de.code : EIO, "%s", de.msg);
+		} else if (stream_hash__final(&w->digest, md) < 0) {
 			return fail(w, EIO, "computing SHA-256");
-		EVP_MD_CTX_free(w->digest);
-		w->digest = NULL;
+		}
 		stream__put(w, md, STREAM_DIGEST_SIZE);
 	}
 	if (stream__rec_end(w))

@@ -2,6 +2,7 @@
 libvmhop_a_SOURCES += \
 	snapshot/snapshot-create.c \
 	snapshot/snapshot-live.c \
+	snapshot/snapshot-out.c \
 	snapshot/snapshot-chain.c \
 	snapshot/snapshot-disk.c \
 	snapshot/snapshot-internal.h \

@@ -61,57 +61,92 @@ static int write_populated(struct vm *vm, struct stream_writer *w, struct stream
 	return rc;
 }
 
-/* Writes the whole VM (paused) into fd: configuration, chain, state, then
- * all of memory, or only the pages in `dirty` for an incremental one. */
-static int write_stream(struct vm *vm, int fd, bool compress, bool include_disks,
-			struct snapshot_chain_info *chain, const uint64_t *dirty,
-			struct snapshot_stats *st, struct err *e)
+/* A paused checkpoint's writing: the VM's records, then the index and the
+ * END record, whose digest waits for the file hasher's threads (which hash
+ * what is written while the rest is being written). */
+struct ckpt_write {
+	struct ckpt_out out;
+	struct stream_writer w;
+	struct stream_mem_enc enc;
+	bool have_out, have_writer, have_enc;
+};
+
+static int writer_err(struct ckpt_write *c, int r, const char *what, struct err *e)
 {
+	if (r < 0 && !e->code)
+		err__set(e, c->w.err.code ? c->w.err.code : -r, "%s", c->w.err.code ? c->w.err.msg : what);
+	return r;
+}
+
+static int ckpt_write__open(struct ckpt_write *c, int fd, bool compress, struct err *e)
+{
+	memset(c, 0, sizeof(*c));
 	struct release_matrix m;
 	struct release_policy pol;
 	int r = release__policy(&m, &pol, e);
-	if (r < 0)
-		return r;
-	struct stream_io io;
-	stream__io_fd(&io, fd);
-	struct stream_writer w;
-	r = stream__writer_init_release(&w, &io, &pol, STREAM_FEAT_DIGEST, true);
-	if (r < 0) {
-		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "stream writer");
-		stream__writer_free(&w);
-		return r;
+	if (!r && !(r = ckpt_out__open(&c->out, fd, NULL, e)))
+		c->have_out = true;
+	if (!r) {
+		c->have_writer = true;
+		r = stream__writer_init_release(&c->w, &c->out.io, &pol,
+						STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE, true);
+		if (r < 0)
+			return writer_err(c, r, "stream writer", e);
+		stream__writer_digest_from(&c->w, &c->out.digest);
 	}
-	struct stream_mem_enc enc;
 	struct stream_mem_enc_opts eo = { .compress = compress, .detect_zero = true };
-	r = stream__mem_enc_init(&enc, &eo, e);
-	if (r < 0) {
-		stream__writer_free(&w);
-		return r;
-	}
+	if (!r && !(r = stream__mem_enc_init(&c->enc, &eo, e)))
+		c->have_enc = true;
+	return r;
+}
+
+/* Configuration, chain, disks, then all of memory, or only the pages in
+ * `dirty` for an incremental one, then the devices. */
+static int ckpt_write__body(struct ckpt_write *c, struct vm *vm, bool include_disks,
+			    struct snapshot_chain_info *chain, const uint64_t *dirty,
+			    struct err *e)
+{
 	struct section_registry *reg = vm_sections__registry(vm);
 	struct stream_ram ram = { .host = vm->mem.base, .npages = vm->mem.nr_pages };
-	r = section__save_one(reg, &w, VM_SECTION_CONFIG, e);
+	struct stream_writer *w = &c->w;
+	int r = section__save_one(reg, w, VM_SECTION_CONFIG, e);
 	if (!r)
-		r = snapshot_chain__write(&w, chain, e);
+		r = snapshot_chain__write(w, chain, e);
 	/* An incremental checkpoint holds the disks' changes only. */
 	if (!r && include_disks)
-		r = snapshot_disk__save(&w, vm, dirty != NULL, e);
+		r = snapshot_disk__save(w, vm, dirty != NULL, e);
 	/* Memory before the device state: a device's post_load may look at
 	 * guest memory (virtio rings), as after a migration. */
-	if (!r && (r = dirty ? write_pages(&w, &enc, &ram, dirty) : write_populated(vm, &w, &enc, &ram, e)) < 0 &&
-	    !e->code)
-		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing memory");
 	if (!r)
-		r = section__save_except(reg, &w, VM_SECTION_CONFIG, e);
-	if (!r && (r = stream__finish(&w)) < 0 && !e->code)
-		err__set(e, w.err.code ? w.err.code : -r, "%s", w.err.code ? w.err.msg : "writing the end");
-	st->pages_zero = enc.stats.pages[STREAM_PAGE_ZERO];
-	st->pages_raw = enc.stats.pages[STREAM_PAGE_RAW];
-	st->pages_zstd = enc.stats.pages[STREAM_PAGE_ZSTD];
-	st->bytes = w.off;
-	stream__mem_enc_free(&enc);
-	stream__writer_free(&w);
+		r = writer_err(c, dirty ? write_pages(w, &c->enc, &ram, dirty) :
+					  write_populated(vm, w, &c->enc, &ram, e), "writing memory", e);
+	if (!r)
+		r = section__save_except(reg, w, VM_SECTION_CONFIG, e);
+	/* Out of the writer's buffer: the hasher may start on all of it. */
+	if (!r)
+		r = writer_err(c, stream__flush(w), "writing the checkpoint", e);
 	return r;
+}
+
+static int ckpt_write__finish(struct ckpt_write *c, struct err *e)
+{
+	return writer_err(c, stream__finish(&c->w), "writing the end", e);
+}
+
+static void ckpt_write__close(struct ckpt_write *c, struct snapshot_stats *st)
+{
+	if (c->have_enc) {
+		st->pages_zero = c->enc.stats.pages[STREAM_PAGE_ZERO];
+		st->pages_raw = c->enc.stats.pages[STREAM_PAGE_RAW];
+		st->pages_zstd = c->enc.stats.pages[STREAM_PAGE_ZSTD];
+		stream__mem_enc_free(&c->enc);
+	}
+	if (c->have_writer) {
+		st->bytes = c->w.off;
+		stream__writer_free(&c->w);
+	}
+	if (c->have_out)
+		ckpt_out__close(&c->out);
 }
 
 int snapshot__create(struct vm *vm, const char *path, const struct snapshot_create_opts *o,
@@ -155,6 +190,8 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	if (!r)
 		r = guest_mem__wait_whole(&vm->mem, e);
 	bool was_running = vm__state(vm) == VM_RUNNING, paused = false, fetched = false;
+	struct ckpt_write cw;
+	bool writing = false;
 	uint64_t p0 = util__now_ns();
 	if (!r && o->live) {
 		/* The live write needs the dirty log itself. */
@@ -167,8 +204,17 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		if (!r && o->base && !(dirty = snapshot_track__fetch(vm, e)))
 			r = -e->code;
 		fetched = dirty != NULL;
+		if (!r) {
+			writing = true;
+			r = ckpt_write__open(&cw, fd, o->compress, e);
+		}
 		if (!r)
-			r = write_stream(vm, fd, o->compress, o->include_disks, &chain, dirty, st, e);
+			r = ckpt_write__body(&cw, vm, o->include_disks, &chain, dirty, e);
+		/* Paused until the digest is done too: the guest's vCPUs would
+		 * take the CPUs its threads need, and the checkpoint would take
+		 * longer as a whole. */
+		if (!r)
+			r = ckpt_write__finish(&cw, e);
 	}
 	/* Still paused at the checkpoint's instant: the next incremental one
 	 * counts from here. If this one fails after all, there is no base to
@@ -189,6 +235,8 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		vm__resume(vm, &ignore);
 		st->pause_ns = util__now_ns() - p0;
 	}
+	if (writing)
+		ckpt_write__close(&cw, st);
 	if (!r && fsync(fd) < 0)
 		r = err__setsys(e, errno, "writing %s", tmp);
 	if (close(fd) < 0 && !r)

@@ -125,6 +125,23 @@ int restore_index__file(struct restore_index *x, struct restore_file *f, bool ho
 int restore_index__mem(struct restore_index *x, struct restore_file *f,
 		       const struct stream_rec *rec, struct err *e);
 
+/* The checkpoint file as a stream's output (snapshot-out.c): io writes
+ * straight to fd, or a stage's sink does (ckpt_out__sink, with the stage
+ * given to __open, flushed before the digest); either way a thread hashes
+ * what was written, for the writer's digest (stream__writer_digest_from). */
+struct file_hasher;
+struct ckpt_out {
+	int fd;
+	uint64_t written;
+	struct file_hasher *hasher;
+	struct stream_stage *stage;
+	struct stream_io io;
+	struct stream_digest_source digest;
+};
+int ckpt_out__open(struct ckpt_out *o, int fd, struct stream_stage *stage, struct err *e);
+int ckpt_out__sink(void *opaque, const void *buf, size_t len);
+void ckpt_out__close(struct ckpt_out *o);
+
 /* The live write into an open file (snapshot-live.c): returns with the VM
  * paused (*paused set, *pause_t0 when it stopped) for the caller to resume. */
 int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,

@@ -28,16 +28,13 @@ struct live {
 	struct stream_writer w;
 	struct stream_mem_enc enc;
 	struct stream_stage stage;
+	struct ckpt_out out;
 	struct stream_ram ram;
 	struct dirty_log dl;
 	uint64_t *bm;
 	struct err *e;
 };
 
-static int sink_fd(void *opaque, const void *buf, size_t len)
-{
-	return util__write_all(*(int *)opaque, buf, len);
-}
 
 static int writer_err(struct live *l, int rc)
 {
@@ -87,13 +84,19 @@ int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_c
 	l.ram = (struct stream_ram){ .host = vm->mem.base, .npages = vm->mem.nr_pages };
 	dirty_log__init(&l.dl, &vm->mem, vm->vm_fd);
 	int rc = release__policy(&m, &pol, e);
-	if (!rc && stream_stage__init(&l.stage, STAGE_SIZE, sink_fd, &fd) < 0)
+	bool out = false, writer = false, encoder = false, logging = false, paused = false;
+	if (!rc && !(rc = ckpt_out__open(&l.out, fd, &l.stage, e)))
+		out = true;
+	if (!rc && stream_stage__init(&l.stage, STAGE_SIZE, ckpt_out__sink, &l.out) < 0)
 		rc = err__set(e, ENOMEM, "out of memory");
-	bool writer = false, encoder = false, logging = false, paused = false;
 	if (!rc) {
 		writer = true;
-		if ((rc = stream__writer_init_release(&l.w, &l.stage.io, &pol, STREAM_FEAT_DIGEST, true)))
+		if ((rc = stream__writer_init_release(&l.w, &l.stage.io, &pol,
+						      STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE,
+						      true)))
 			rc = writer_err(&l, rc);
+		else
+			stream__writer_digest_from(&l.w, &l.out.digest);
 	}
 	struct stream_mem_enc_opts eo = { .compress = compress, .detect_zero = true };
 	if (!rc && !(rc = stream__mem_enc_init(&l.enc, &eo, e)))
@@ -156,5 +159,7 @@ int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_c
 		stream__writer_free(&l.w);
 	}
 	stream_stage__free(&l.stage);
+	if (out)
+		ckpt_out__close(&l.out);
 	return rc;
 }

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "vmhop/err.h"
+#include "vmhop/stream-hash.h"
 
 struct release_policy;
 
@@ -55,8 +56,13 @@ enum stream_rec_type {
 /* Header feature flags. Bits 0-15 are "incompatible": a reader refuses a
  * stream with a bit it does not know. Bits 16-31 may be ignored. */
 #define STREAM_FEAT_DIGEST	0x00000001u	/* END carries SHA-256 (v2+) */
+/* With DIGEST: END's digest is SHA-256 over the SHA-256 of each
+ * STREAM_TREE_CHUNK bytes of the stream in order (the last chunk shorter),
+ * so that several threads can hash one stream. */
+#define STREAM_FEAT_DIGEST_TREE	0x00000002u
 #define STREAM_FEAT_INCOMPAT	0x0000ffffu
-#define STREAM_FEAT_KNOWN	STREAM_FEAT_DIGEST
+#define STREAM_FEAT_KNOWN	(STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE)
+#define STREAM_TREE_CHUNK	(2u << 20)
 
 /* ---- caps: the stream is untrusted input --------------------------------- */
 
@@ -172,6 +178,14 @@ struct stream_writer_opts {
 					 * end (format >= 3; ignored below) */
 };
 
+/* The digest taken elsewhere (a thread reading the file back: file-hasher.h)
+ * instead of inline: at stream__finish, once the stream's first len bytes
+ * are all handed to the io, final gives their SHA-256. */
+struct stream_digest_source {
+	int (*final)(void *opaque, uint64_t len, uint8_t md[STREAM_DIGEST_SIZE], struct err *e);
+	void *opaque;
+};
+
 struct stream_writer {
 	struct stream_io *io;
 	uint8_t *buf;
@@ -185,7 +199,8 @@ struct stream_writer {
 	uint16_t rec_type;
 	uint64_t rec_off, rec_left;
 	uint32_t crc;
-	void *digest;			/* EVP_MD_CTX * with STREAM_FEAT_DIGEST */
+	struct stream_hash digest;	/* with STREAM_FEAT_DIGEST */
+	const struct stream_digest_source *digest_src;	/* instead of digest */
 	bool build_index;
 	struct stream_index index;
 	bool finished;
@@ -199,6 +214,8 @@ int stream__writer_init_release(struct stream_writer *w, struct stream_io *io,
 				const struct release_policy *pol,
 				uint32_t features, bool index);
 void stream__writer_free(struct stream_writer *w);
+/* With STREAM_FEAT_DIGEST, right after init: the digest comes from src. */
+void stream__writer_digest_from(struct stream_writer *w, const struct stream_digest_source *src);
 
 /* A record of exactly `len` payload bytes: begin, put..., end. */
 int stream__rec_begin(struct stream_writer *w, uint16_t type, uint16_t flags,
@@ -242,7 +259,7 @@ struct stream_reader {
 	struct stream_rec rec;
 	uint64_t rec_left;
 	uint32_t crc;
-	void *digest;		/* EVP_MD_CTX * with STREAM_FEAT_DIGEST */
+	struct stream_hash digest;	/* with STREAM_FEAT_DIGEST */
 	bool ended;		/* END read and verified */
 	uint64_t index_offset;	/* from END: 0 when the stream has no index */
 	uint64_t skipped;	/* unknown skippable records skipped */

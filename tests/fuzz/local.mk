@@ -10,7 +10,8 @@ FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB = \
 	migrate/crc32c.c migrate/stream-io.c migrate/stream-buf.c \
 	migrate/stream-header.c migrate/stream-types.c migrate/stream-write.c \
-	migrate/stream-read.c migrate/stream-mem-enc.c migrate/stream-mem-dec.c \
+	migrate/stream-read.c migrate/stream-hash.c migrate/stream-mem-enc.c \
+	migrate/stream-mem-dec.c \
 	migrate/stream-index.c migrate/section.c migrate/section-codec.c \
 	migrate/section-stream.c compat-matrix/release.c \
 	compat-matrix/release-data.c lib/err.c lib/util.c \

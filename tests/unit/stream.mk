@@ -5,6 +5,7 @@ STREAM_TESTS = \
 	tests/unit/test-stream-bad \
 	tests/unit/test-stream-mem \
 	tests/unit/test-stream-info \
+	tests/unit/test-file-hasher \
 	tests/unit/test-section \
 	tests/unit/test-release
 check_PROGRAMS += $(STREAM_TESTS)
@@ -17,6 +18,9 @@ STREAM_TEST_LIBS = $(VMHOP_LIBS) $(CHECK_LIBS)
 tests_unit_test_stream_SOURCES = tests/unit/test-stream.c $(STREAM_TEST_UTIL)
 tests_unit_test_stream_CFLAGS = $(STREAM_TEST_CFLAGS)
 tests_unit_test_stream_LDADD = $(STREAM_TEST_LIBS)
+tests_unit_test_file_hasher_SOURCES = tests/unit/test-file-hasher.c
+tests_unit_test_file_hasher_CFLAGS = $(STREAM_TEST_CFLAGS)
+tests_unit_test_file_hasher_LDADD = $(STREAM_TEST_LIBS)
 tests_unit_test_stream_bad_SOURCES = tests/unit/test-stream-bad.c $(STREAM_TEST_UTIL)
 tests_unit_test_stream_bad_CFLAGS = $(STREAM_TEST_CFLAGS)
 tests_unit_test_stream_bad_LDADD = $(STREAM_TEST_LIBS)

@@ -135,13 +135,16 @@ START_TEST(records_memory_channel)
 }
 END_TEST
 
+/* The plain digest, and the tree one (a single chunk here: the file
+ * hasher's test has streams of several). */
 START_TEST(records_fd_channel_with_digest)
 {
+	const uint32_t features[] = { STREAM_FEAT_DIGEST, STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE };
 	FILE *f = tmpfile();
 	ck_assert_ptr_nonnull(f);
 	struct stream_io io;
 	stream__io_fd(&io, fileno(f));
-	write_records(&io, STREAM_FEAT_DIGEST);
+	write_records(&io, features[_i]);
 	ck_assert_int_eq(lseek(fileno(f), 0, SEEK_SET), 0);
 	read_all_records(NULL, 0, &io);
 	/* the digest is checked: change a byte and fix that record's CRC */
@@ -184,6 +187,12 @@ START_TEST(writer_checks)
 	ck_assert_int_lt(stream__writer_init(&w, &io, &o), 0);
 	ck_assert_msg(strstr(w.err.msg, "digest"), "%s", w.err.msg);
 	stream__writer_free(&w);
+	o.format = 2;
+	o.features = STREAM_FEAT_DIGEST_TREE;
+	ck_assert_int_lt(stream__writer_init(&w, &io, &o), 0);
+	ck_assert_msg(strstr(w.err.msg, "tree without the digest"), "%s", w.err.msg);
+	stream__writer_free(&w);
+	o.format = 1;
 	o.features = 0;
 	ck_assert_int_eq(stream__writer_init(&w, &io, &o), 0);
 	/* INDEX does not exist in format 1 */
@@ -306,7 +315,7 @@ int main(void)
 	tcase_add_test(tc, crc32c_vectors);
 	tcase_add_test(tc, header_round_trip);
 	tcase_add_test(tc, records_memory_channel);
-	tcase_add_test(tc, records_fd_channel_with_digest);
+	tcase_add_loop_test(tc, records_fd_channel_with_digest, 0, 2);
 	tcase_add_test(tc, writer_checks);
 	tcase_add_test(tc, decode_encode_identical);
 	tcase_add_test(tc, deterministic_encoding);
