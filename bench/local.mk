@@ -4,9 +4,12 @@ bench_stream_bench_stream_SOURCES = bench/stream/bench-stream.c
 bench_stream_bench_stream_LDADD = $(VMHOP_LIBS)
 # Built on demand only (EXTRA_PROGRAMS has rules, no default build); other
 # benchmarks add theirs with +=.
-EXTRA_PROGRAMS = bench/stream/bench-stream
-CLEANFILES += bench/stream/bench-stream
-bench: bench/stream/bench-stream
+# bench/transport/bench-channel: the channel layer alone, tcp: beside tls:.
+bench_transport_bench_channel_SOURCES = bench/transport/bench-channel.c
+bench_transport_bench_channel_LDADD = $(VMHOP_LIBS)
+EXTRA_PROGRAMS = bench/stream/bench-stream bench/transport/bench-channel
+CLEANFILES += bench/stream/bench-stream bench/transport/bench-channel
+bench: bench/stream/bench-stream bench/transport/bench-channel
 .PHONY: bench
 # bench/boot: process start to the test guest's first heartbeat, vmhop beside
 # QEMU on the same image (make bench-boot; not a test). Options for the

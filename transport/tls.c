@@ -31,6 +31,14 @@
 
 #define DEFAULT_HANDSHAKE_MS 15000
 #define BIO_TYPE_VMHOP (0x7e | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR)
+/* One SSL_write of at most this much is gathered (its records and their
+ * overhead) and handed to the socket in one send(): a send per 16 KiB
+ * record cost the sender more than the encryption did. */
+#define WRITE_GATHER (256 * 1024)
+#define WBUF_SIZE (WRITE_GATHER + 64 * 1024)
+/* Socket reads this large feed many records: two recv() per record (header,
+ * then body) cost the receiver more than the decryption did. */
+#define RBUF_SIZE (256 * 1024)
 
 struct channel_tls_server {
 	SSL_CTX *ctx;
@@ -52,6 +60,14 @@ struct channel_tls {
 	bool ticket;			/* client: the listener accepted us */
 	bool established;
 	bool fatal;			/* a fatal error: no close_notify then */
+	bool gather;			/* inside tls_send: records go to wbuf */
+	uint8_t *wbuf;			/* records not yet on the socket */
+	size_t wlen, woff;		/* wbuf[woff..wlen) is still to send */
+	size_t owed;			/* bytes an SSL_write took whose records
+					 * are still in wbuf: the count the
+					 * caller's retry is answered with */
+	uint8_t *rbuf;			/* bytes read ahead from the socket */
+	size_t rlen, roff;		/* rbuf[roff..rlen) not yet taken */
 	const struct channel_tls_server *srv;	/* during the server's handshake */
 	char peer[CHANNEL_URI_MAX + 16];	/* "tls:HOST:PORT" or "the client tls:..." */
 	char ca[256];			/* for messages */
@@ -61,10 +77,42 @@ struct channel_tls {
 
 /* ---- a socket BIO that never raises SIGPIPE --------------------------- */
 
+/* Sends what wbuf holds: 1 when it is empty, 0 when the socket would block,
+ * -1 on an error (in sys_err). */
+static int wbuf_flush(struct channel_tls *t)
+{
+	while (t->woff < t->wlen) {
+		ssize_t n = send(t->fd, t->wbuf + t->woff, t->wlen - t->woff,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			t->sys_err = errno;
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		}
+		t->woff += (size_t)n;
+	}
+	t->woff = t->wlen = 0;
+	return 1;
+}
+
 static int bio_write(BIO *b, const char *buf, int len)
 {
 	struct channel_tls *t = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
+	/* Records already gathered go first; in tls_send, this one joins them
+	 * when it fits. */
+	if (t->wlen && (!t->gather || t->wlen + (size_t)len > WBUF_SIZE)) {
+		int f = wbuf_flush(t);
+		if (f <= 0) {
+			if (f == 0)
+				BIO_set_retry_write(b);
+			return -1;
+		}
+	}
+	if (t->gather && (size_t)len <= WBUF_SIZE - t->wlen) {
+		memcpy(t->wbuf + t->wlen, buf, (size_t)len);
+		t->wlen += (size_t)len;
+		return len;
+	}
 	ssize_t n = send(t->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n >= 0)
 		return (int)n;
@@ -78,17 +126,27 @@ static int bio_read(BIO *b, char *buf, int len)
 {
 	struct channel_tls *t = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
-	ssize_t n = recv(t->fd, buf, (size_t)len, MSG_DONTWAIT);
-	if (n > 0 && t->first < 0)
-		t->first = (unsigned char)buf[0];
-	if (n == 0)
-		t->eof = true;
-	if (n >= 0)
-		return (int)n;
-	t->sys_err = errno;
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-		BIO_set_retry_read(b);
-	return -1;
+	if (t->roff == t->rlen) {
+		ssize_t n = recv(t->fd, t->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+		if (n > 0 && t->first < 0)
+			t->first = t->rbuf[0];
+		if (n == 0)
+			t->eof = true;
+		if (n <= 0) {
+			if (n < 0) {
+				t->sys_err = errno;
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					BIO_set_retry_read(b);
+			}
+			return (int)n;
+		}
+		t->roff = 0;
+		t->rlen = (size_t)n;
+	}
+	size_t k = MIN((size_t)len, t->rlen - t->roff);
+	memcpy(buf, t->rbuf + t->roff, k);
+	t->roff += k;
+	return (int)k;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -382,7 +440,11 @@ static struct channel_tls *new_session(SSL_CTX *ctx, int fd, bool server, struct
 	t->fd = fd;
 	t->first = -1;
 	t->server = server;
-	if (!SSL_CTX_up_ref(ctx)) {
+	t->wbuf = malloc(WBUF_SIZE);
+	t->rbuf = malloc(RBUF_SIZE);
+	if (!t->wbuf || !t->rbuf || !SSL_CTX_up_ref(ctx)) {
+		free(t->wbuf);
+		free(t->rbuf);
 		free(t);
 		err__set(e, ENOMEM, "out of memory for TLS");
 		return NULL;
@@ -394,6 +456,8 @@ static struct channel_tls *new_session(SSL_CTX *ctx, int fd, bool server, struct
 		SSL_free(t->ssl);
 		BIO_meth_free(t->meth);
 		SSL_CTX_free(ctx);
+		free(t->wbuf);
+		free(t->rbuf);
 		free(t);
 		return NULL;
 	}
@@ -408,6 +472,8 @@ static void free_session(struct channel_tls *t)
 	SSL_free(t->ssl);
 	BIO_meth_free(t->meth);
 	SSL_CTX_free(t->ctx);
+	free(t->wbuf);
+	free(t->rbuf);
 	free(t);
 	ERR_clear_error();
 }
@@ -686,11 +752,41 @@ static ssize_t tls_send(struct channel *c, const void *buf, size_t len, short *w
 	struct channel_tls *t = c->tls;
 	if (!t || c->fd < 0)
 		return -EBADF;
-	size_t n;
 	ERR_clear_error();
 	t->sys_err = 0;
-	int r = SSL_write_ex(t->ssl, buf, len, &n);
-	return r == 1 ? (ssize_t)n : io_fail(t, r, false, want);
+	/* The caller retries a send that would block with the same bytes (as
+	 * SSL_write wants): once the records of an earlier write are out, it
+	 * is told that write's count. */
+	if (t->owed) {
+		int f = wbuf_flush(t);
+		if (f == 0) {
+			*want = POLLOUT;
+			return -EAGAIN;
+		}
+		if (f < 0) {
+			t->fatal = true;
+			return t->sys_err ? -t->sys_err : -EPIPE;
+		}
+		size_t n = t->owed;
+		t->owed = 0;
+		return (ssize_t)n;
+	}
+	size_t n;
+	t->gather = true;
+	int r = SSL_write_ex(t->ssl, buf, MIN(len, (size_t)WRITE_GATHER), &n);
+	t->gather = false;
+	if (r != 1)
+		return io_fail(t, r, false, want);
+	int f = wbuf_flush(t);
+	if (f == 1)
+		return (ssize_t)n;
+	if (f < 0) {
+		t->fatal = true;
+		return t->sys_err ? -t->sys_err : -EPIPE;
+	}
+	t->owed = n;
+	*want = POLLOUT;
+	return -EAGAIN;
 }
 
 static ssize_t tls_recv(struct channel *c, void *buf, size_t len, short *want)
@@ -707,9 +803,18 @@ static ssize_t tls_recv(struct channel *c, void *buf, size_t len, short *want)
 	return r == 1 ? (ssize_t)n : io_fail(t, r, true, want);
 }
 
+static int tls_settle(struct channel *c);
+
+/* Data the socket will not announce: decrypted bytes, or whole records in
+ * the read-ahead buffer (a part of one needs the socket anyway). */
 static int tls_buffered(struct channel *c)
 {
-	return c->tls && SSL_pending(c->tls->ssl) > 0;
+	const struct channel_tls *t = c->tls;
+	if (!t)
+		return 0;
+	if (SSL_pending(t->ssl) > 0)
+		return 1;
+	return t->roff < t->rlen && tls_settle(c);
 }
 
 static int tls_settle(struct channel *c)

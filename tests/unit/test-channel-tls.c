@@ -21,6 +21,7 @@
 
 #include "vmhop/channel.h"
 #include "vmhop/migrate.h"
+#include "vmhop/util.h"
 
 #define GENEROUS_MS	20000	/* must never be reached */
 #define SHORT_MS	100	/* must be reached: the peer is silent */
@@ -531,6 +532,35 @@ START_TEST(tls_bad_settings)
 END_TEST
 
 /* A writer whose peer never reads times out, also inside a TLS record. */
+/* The writer fills the socket long before the reader starts: its records
+ * wait in the session's gathering buffer, the write is retried with the
+ * same bytes (as SSL_write wants), and every byte arrives once, in order. */
+START_TEST(tls_slow_reader)
+{
+	struct channel a, b;
+	tls_pair(&a, &b);
+	size_t len = 4 * LEN;
+	uint8_t *out = malloc(len), *in = malloc(len);
+	ck_assert(out && in);
+	fill(out, len, 0x5157);
+	struct writer w = { .c = &a, .buf = out, .len = len, .rc = 1 };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	usleep(200 * 1000);
+	/* odd read sizes: records split across reads, several in one */
+	for (size_t off = 0, step = 1; off < len; off += step, step = step * 5 % 300007 + 1)
+		ck_assert_int_eq(channel__read_full(&b, in + off, MIN(step, len - off)), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(w.rc, 0);
+	ck_assert(!memcmp(in, out, len));
+	ck_assert_int_eq(channel__wait_readable(&b, 0), 0);
+	channel__close(&a);
+	channel__close(&b);
+	free(out);
+	free(in);
+}
+END_TEST
+
 START_TEST(tls_write_times_out)
 {
 	struct channel a, b;
@@ -651,6 +681,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, tls_plaintext_client);
 	tcase_add_test(tc, tls_client_to_plaintext);
 	tcase_add_test(tc, tls_bad_settings);
+	tcase_add_test(tc, tls_slow_reader);
 	tcase_add_test(tc, tls_write_times_out);
 	tcase_add_test(tc, tls_migrate_params);
 	tcase_add_test(tc, unix_round_trip);
