@@ -4,9 +4,15 @@ consecutive heartbeats; every channel carried pages and the per-channel
 statistics add up. A cut of any one channel, the first or a further one, on
 either side, fails the whole migration cleanly: migrate-send names the
 channel, the destination runs nothing and exits non-zero, and the guest keeps
-running on the source, verifying PASS at the end."""
+running on the source, verifying PASS at the end. So does a connection that
+claims to be a further channel without the migration's token."""
+import json
 import os
+import socket
+import struct
 import subprocess
+import threading
+import time
 
 import vmhoptest as t
 
@@ -39,6 +45,63 @@ def moved(ctx, src, dst, args, label):
     v = dst.wait_line(r"^VERDICT (PASS|FAIL)(.*)")
     t.check(v.group(1) == "PASS", f"{label}: the guest verifies PASS on the destination ({v.group(0)})")
     dst.wait_exit()
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def frame(msg):
+    """A migration message as mig__send frames it: magic, length, JSON, CRC32C."""
+    body = json.dumps(msg, separators=(",", ":")).encode()
+    return b"VMHOPMIG" + struct.pack("<I", len(body)) + body + struct.pack("<I", crc32c(body))
+
+
+def stranger(ctx, src):
+    """A connection that claims to be a further channel with a token that is
+    not the migration's: it sits first in the listener's queue (made while
+    the source stalls after the hellos), the destination refuses it and the
+    migration fails; the guest stays on the source."""
+    label = "a stranger joining as channel 1"
+    dst = ctx.recv_vm(["--io-timeout", "15"], name="dst-stranger", env=HOOKS)
+    result = {}
+    mig = threading.Thread(target=lambda: result.update(r=ctx.migrate(
+        src, dst.uri, IO + ["--channels", "2"], env={"VMHOP_MIGRATE_FAULT": "hello:stall"})))
+    mig.start()
+    # The source stalls for its I/O timeout and a second (4 s) once the hellos
+    # are done; the first connection (the source's) was accepted long before.
+    time.sleep(1.5)
+    host, port = dst.uri.split(":")[1:3]
+    with socket.create_connection((host, int(port)), timeout=30) as sk:
+        sk.sendall(frame({"type": "join", "token": "0" * 32, "index": 1}))
+        reply = b""
+        try:
+            while True:
+                d = sk.recv(4096)
+                if not d:
+                    break
+                reply += d
+        except OSError:
+            pass
+    mig.join()
+    rc, s, err = result["r"]
+    t.check(b"not one of this migration's channels" in reply,
+            f"{label}: the destination tells it why it is refused ({reply[:160]!r})")
+    why = (s or {}).get("error", "") + err
+    t.check(rc == 1 and s and s["status"] == "failed",
+            f"{label}: the migration fails ({why.strip()[:300]})")
+    drc = dst.wait_exit()
+    t.check(drc != 0 and not dst.lines(r"^HB") and "not one of this migration's channels" in dst.stderr(),
+            f"{label}: the destination exits non-zero ({drc}), naming the stranger, without running the guest")
+    st = src.ctl("query-status")["return"]
+    t.check(st["status"] == "running" and not st.get("handed_off"), f"{label}: the source guest runs")
+    seq = max(src.heartbeats())
+    src.wait_line(r"^HB seq=", after=seq + 2)
 
 
 def make_pki(ctx):
@@ -87,6 +150,7 @@ def test(ctx):
         t.check(st["status"] == "running" and not st.get("handed_off"), f"{label}: the source guest runs")
         seq = max(src.heartbeats())
         src.wait_line(r"^HB seq=", after=seq + 2)
+    stranger(ctx, src)
     src.ctl("shutdown")
     v = src.wait_line(r"^VERDICT (PASS|FAIL)(.*)")
     t.check(v.group(1) == "PASS", f"the source guest verifies PASS after every failed move ({v.group(0)})")
