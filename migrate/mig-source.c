@@ -402,7 +402,14 @@ static int start_stream(struct engine *g)
 	/* ... and then waits for the further channels. */
 	if (rc_flush(g) < 0)
 		return fail(g, g->io_err ? g->io_err : -EIO);
-	return mig_lanes__open(&g->m->lanes, g->m, &g->ram, &g->e);
+	rc = mig_lanes__open(&g->m->lanes, g->m, &g->ram, &g->e);
+	/* A channel the destination closed on joining: its reason, given on
+	 * the first channel, says more. */
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		poll_peer(g, 500);
+		rc = fail(g, rc);
+	}
+	return rc;
 }
 
 static int start_logging(struct engine *g)
