@@ -119,18 +119,66 @@ void snapshot__track_drop(struct vm *vm)
 	vm->ckpt = NULL;
 }
 
-int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, const char *path,
-			    struct err *e)
+/* A tracker whose dirty log starts now. */
+static struct snapshot_tracker *new_tracker(struct vm *vm, struct err *e)
 {
-	snapshot__track_drop(vm);
 	struct snapshot_tracker *t = calloc(1, sizeof(*t));
-	if (!t)
-		return err__set(e, ENOMEM, "out of memory");
+	if (!t) {
+		err__set(e, ENOMEM, "out of memory");
+		return NULL;
+	}
 	dirty_log__init(&t->dl, &vm->mem, vm->vm_fd);
 	t->bm = calloc(dirty_log__bitmap_words(&t->dl), sizeof(uint64_t));
 	struct err ignore = { 0 };
 	(void)dirty_log__enable_manual_protect(&t->dl, false, &ignore);
-	int rc = t->bm ? dirty_log__start(&t->dl, e) : err__set(e, ENOMEM, "out of memory");
+	if (t->bm ? dirty_log__start(&t->dl, e) : err__set(e, ENOMEM, "out of memory")) {
+		dirty_log__destroy(&t->dl);
+		free(t->bm);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+bool snapshot_track__arm(struct vm *vm)
+{
+	if (vm->ckpt)
+		return false;
+	struct err ignore = { 0 };
+	/* No last checkpoint yet (last_path empty): nothing can build on it. */
+	vm->ckpt = new_tracker(vm, &ignore);
+	return vm->ckpt != NULL;
+}
+
+/* Whatever the log holds from before this instant is fetched, write-
+ * protected again and forgotten: writes from now on are reported. */
+static int forget_until_now(struct vm *vm, struct snapshot_tracker *t, struct err *e)
+{
+	int rc = dirty_log__fetch(&t->dl, t->bm, e);
+	if (!rc)
+		rc = dirty_log__clear(&t->dl, t->bm, 0, vm->mem.nr_pages, e);
+	memset(t->bm, 0, dirty_log__bitmap_words(&t->dl) * sizeof(uint64_t));
+	untrack_disks(vm, t);
+	memset(t->disk, 0, sizeof(t->disk));
+	return rc;
+}
+
+int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, const char *path,
+			    struct err *e)
+{
+	/* A log that runs already (the last checkpoint's, or one armed before
+	 * the pause) is kept: turning logging off and on re-registers every
+	 * slot and write-protects all of RAM, inside the guest's pause. */
+	struct snapshot_tracker *t = vm->ckpt;
+	int rc = 0;
+	if (t && t->dl.logging) {
+		rc = forget_until_now(vm, t, e);
+	} else {
+		snapshot__track_drop(vm);
+		if (!(t = new_tracker(vm, e)))
+			return -e->code;
+		vm->ckpt = t;
+	}
 	/* The file is not under its name yet: resolve its directory. */
 	char *copy = strdup(path);
 	char dir[PATH_MAX];
@@ -148,15 +196,10 @@ int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, 
 		if (!vm->cfg->disks[i].readonly && (rc = blk_track__init(&t->disk[i], vm->blk[i]->disk->size, e)) == 0)
 			virtio_blk__set_tracker(vm->blk[i], BLK_TRACKER_CHECKPOINT, &t->disk[i]);
 	if (rc < 0) {
-		untrack_disks(vm, t);
-		dirty_log__stop(&t->dl, &ignore);
-		dirty_log__destroy(&t->dl);
-		free(t->bm);
-		free(t);
+		snapshot__track_drop(vm);
 		return rc;
 	}
 	t->last = *c;
-	vm->ckpt = t;
 	return 0;
 }
 
@@ -185,7 +228,7 @@ int snapshot_track__check_base(struct vm *vm, const char *base, struct snapshot_
 	char real[PATH_MAX];
 	if (!realpath(base, real))
 		return err__setsys(e, errno, "base %s", base);
-	if (!t)
+	if (!t || !t->last_path[0])
 		return err__set(e, EINVAL, "base %s: this VM has no checkpoint to build on since it "
 				"started, migrated or took a live checkpoint: take a full one", base);
 	if (strcmp(real, t->last_path))

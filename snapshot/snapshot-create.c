@@ -191,13 +191,14 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		r = guest_mem__wait_whole(&vm->mem, e);
 	bool was_running = vm__state(vm) == VM_RUNNING, paused = false, fetched = false;
 	struct ckpt_write cw;
-	bool writing = false;
+	bool writing = false, armed = false;
 	uint64_t p0 = util__now_ns();
 	if (!r && o->live) {
 		/* The live write needs the dirty log itself. */
 		snapshot__track_drop(vm);
 		r = snapshot__write_live(vm, fd, o->compress, &chain, st, &paused, &p0, e);
 	} else if (!r) {
+		armed = snapshot_track__arm(vm);
 		if (was_running && !(r = vm__pause(vm, e)))
 			paused = true;
 		const uint64_t *dirty = NULL;
@@ -227,8 +228,9 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 			snapshot_track__set_disks(vm, o->include_disks);
 	}
 	/* A failed incremental one consumed the changes since its base: the
-	 * next checkpoint has nothing to count from and must be full. */
-	if (r < 0 && fetched)
+	 * next checkpoint has nothing to count from and must be full. Nor has
+	 * one after a failed first checkpoint (the tracker armed for it). */
+	if (r < 0 && (fetched || armed))
 		snapshot__track_drop(vm);
 	if (paused) {
 		struct err ignore = { 0 };

@@ -40,6 +40,11 @@ int snapshot_chain__read_file(const char *path, struct snapshot_chain_info *c, s
  * checkpoint c (at path) was taken; tracking starts over from there. */
 int snapshot_track__restart(struct vm *vm, const struct snapshot_chain_info *c, const char *path,
 			    struct err *e);
+/* Before the pause of a VM not tracked yet: starts the tracker's dirty log
+ * while the guest runs, so that restart at the instant keeps it running
+ * instead of starting it. True when it did (drop it if the checkpoint
+ * fails). */
+bool snapshot_track__arm(struct vm *vm);
 /* base must be the VM's last checkpoint: fills out's base fields. */
 int snapshot_track__check_base(struct vm *vm, const char *base, struct snapshot_chain_info *out,
 			       struct err *e);
