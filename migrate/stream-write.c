@@ -68,13 +68,16 @@ int stream__flush(struct stream_writer *w)
 	return w->error;
 }
 
+/* stable: the bytes cannot change before this returns, so a channel that
+ * can write them from where they are does, without the copy into reserved
+ * space that keeps the checksum true to changing memory. */
 static void emit_direct(struct stream_writer *w, const uint8_t *s, size_t n,
-			bool crc)
+			bool crc, bool stable)
 {
 	stream__flush(w);
 	while (n && !w->error) {
 		size_t c = MIN(n, (size_t)CHUNK);
-		if (w->io->reserve) {
+		if (w->io->reserve && !(stable && w->io->write)) {
 			size_t got = 0;
 			uint8_t *d = w->io->reserve(w->io->opaque, c, &got);
 			if (!d || !got) {
@@ -101,13 +104,13 @@ static void emit_direct(struct stream_writer *w, const uint8_t *s, size_t n,
 }
 
 /* Every byte of the stream passes here. */
-static void emit(struct stream_writer *w, const void *p, size_t n, bool crc)
+static void emit_piece(struct stream_writer *w, const void *p, size_t n, bool crc, bool stable)
 {
 	const uint8_t *s = p;
 	if (w->error)
 		return;
 	if (n >= DIRECT_MIN) {
-		emit_direct(w, s, n, crc);
+		emit_direct(w, s, n, crc, stable);
 		return;
 	}
 	while (n) {
@@ -124,6 +127,11 @@ static void emit(struct stream_writer *w, const void *p, size_t n, bool crc)
 		s += c;
 		n -= c;
 	}
+}
+
+static void emit(struct stream_writer *w, const void *p, size_t n, bool crc)
+{
+	emit_piece(w, p, n, crc, false);
 }
 
 static bool name_ok(const char *s)
@@ -239,7 +247,7 @@ int stream__rec_begin(struct stream_writer *w, uint16_t type, uint16_t flags,
 	return w->error;
 }
 
-void stream__put(struct stream_writer *w, const void *p, size_t n)
+static void put(struct stream_writer *w, const void *p, size_t n, bool stable)
 {
 	if (w->error)
 		return;
@@ -252,8 +260,18 @@ void stream__put(struct stream_writer *w, const void *p, size_t n)
 		     stream__rec_name(w->rec_type), (unsigned long long)w->rec_off);
 		return;
 	}
-	emit(w, p, n, true);
+	emit_piece(w, p, n, true, stable);
 	w->rec_left -= n;
+}
+
+void stream__put(struct stream_writer *w, const void *p, size_t n)
+{
+	put(w, p, n, false);
+}
+
+void stream__put_stable(struct stream_writer *w, const void *p, size_t n)
+{
+	put(w, p, n, true);
 }
 
 void stream__put_u8(struct stream_writer *w, uint8_t v)

@@ -44,6 +44,8 @@ struct disk_sections_sink {
 
 int disk_sections__write_image(struct stream_writer *w, const struct disk_image_sec *im,
 			       struct err *e);
+/* buf must stay as it is until this returns (stream__put_stable): a buffer
+ * the image was read into, never memory a guest can write. */
 int disk_sections__write_data(struct stream_writer *w, uint32_t index, uint64_t off,
 			      const void *buf, uint32_t len, struct err *e);
 int disk_sections__write_digest(struct stream_writer *w, const struct disk_digest_sec *d,

@@ -221,6 +221,11 @@ void stream__writer_digest_from(struct stream_writer *w, const struct stream_dig
 int stream__rec_begin(struct stream_writer *w, uint16_t type, uint16_t flags,
 		      uint64_t len);
 void stream__put(struct stream_writer *w, const void *p, size_t n);
+/* As stream__put, for bytes that stay as they are until it returns (a
+ * buffer the caller read a file into, not a running guest's RAM): a large
+ * piece goes to the channel's write from where it is, without the staging
+ * copy (struct stream_stage) that changing memory needs. */
+void stream__put_stable(struct stream_writer *w, const void *p, size_t n);
 void stream__put_u8(struct stream_writer *w, uint8_t v);
 void stream__put_u16(struct stream_writer *w, uint16_t v);
 void stream__put_u32(struct stream_writer *w, uint32_t v);

@@ -1,13 +1,16 @@
 /* State sections: every field type, fields added in later versions, version
  * windows, subsections, custom data, unmigratable things, registration
- * checks, whole-stream save and load. */
+ * checks, whole-stream save and load, and the disk-data section written
+ * without the generic encoder. */
 #include <check.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test-stream-util.h"
+#include "vmhop/disk-sections.h"
 
 /* Writes the registry's sections (and nothing else) into m. */
 static void save(const struct section_registry *reg, struct stream_mem *m)
@@ -470,6 +473,149 @@ START_TEST(whole_stream_with_memory)
 }
 END_TEST
 
+/* disk-data as the generic encoder lays it out: the reference that
+ * disk_sections__write_data, which writes it by hand, must match. */
+struct ref_data {
+	uint32_t index;
+	uint64_t offset;
+	uint32_t len;
+	const uint8_t *data;
+};
+
+static const struct section_field ref_data_fields[] = {
+	SECTION_U32(struct ref_data, index, 1),
+	SECTION_U64(struct ref_data, offset, 1),
+	SECTION_U32(struct ref_data, len, 1),
+	SECTION_FIELDS_END
+};
+
+static int ref_data_save(void *opaque, struct stream_buf *b, struct err *e)
+{
+	const struct ref_data *d = opaque;
+	(void)e;
+	stream_buf__put(b, d->data, d->len);
+	return 0;
+}
+
+/* Never called: registration wants custom data to have both directions. */
+static int ref_data_load(void *opaque, struct stream_cur *c, uint32_t version, struct err *e)
+{
+	(void)opaque, (void)c, (void)version;
+	return err__set(e, ENOTSUP, "not loaded here");
+}
+
+static const struct section_desc ref_data_desc = {
+	.name = DISK_DATA_SECTION, .version = 1, .min_version = 1, .fields = ref_data_fields,
+	.save = ref_data_save, .load = ref_data_load,
+};
+
+static int to_mem(void *opaque, const void *buf, size_t len)
+{
+	struct stream_io *io = opaque;
+	return io->write(io->opaque, buf, len) == (ssize_t)len ? 0 : -EIO;
+}
+
+/* One disk-data section in a whole stream, by hand (through a stage when
+ * staged, as a migration writes) or by the generic encoder. */
+static void one_data_stream(struct stream_mem *m, bool by_hand, bool staged, uint32_t index,
+			    uint64_t off, const uint8_t *data, uint32_t len)
+{
+	struct stream_io io;
+	struct stream_stage st;
+	stream__mem_init_grow(m);
+	stream__io_mem(&io, m);
+	if (staged)
+		ck_assert_int_eq(stream_stage__init(&st, 100000, to_mem, &io), 0);
+	struct stream_writer w;
+	struct stream_writer_opts o = { .release = "SP3", .release_ordinal = 3,
+					.features = STREAM_FEAT_DIGEST };
+	ck_assert_int_eq(stream__writer_init(&w, staged ? &st.io : &io, &o), 0);
+	struct err e = { 0 };
+	if (by_hand) {
+		ck_assert_msg(disk_sections__write_data(&w, index, off, data, len, &e) == 0, "%s", e.msg);
+	} else {
+		struct ref_data d = { .index = index, .offset = off, .len = len, .data = data };
+		struct section_registry reg;
+		section__registry_init(&reg);
+		ck_assert_int_eq(section__register(&reg, &ref_data_desc, 0, &d, &e), 0);
+		ck_assert_msg(section__save_one(&reg, &w, DISK_DATA_SECTION, &e) == 0, "%s", e.msg);
+		section__registry_free(&reg);
+	}
+	ck_assert_int_eq(stream__finish(&w), 0);
+	if (staged) {
+		ck_assert_int_eq(stream_stage__flush(&st), 0);
+		stream_stage__free(&st);
+	}
+	stream__writer_free(&w);
+}
+
+struct got_data {
+	uint32_t index, len;
+	uint64_t off;
+	const uint8_t *want;
+	int calls;
+};
+
+static int got_data(void *opaque, uint32_t index, uint64_t off, const uint8_t *p, uint32_t len,
+		    struct err *e)
+{
+	struct got_data *g = opaque;
+	(void)e;
+	g->calls++;
+	ck_assert_uint_eq(index, g->index);
+	ck_assert_uint_eq(off, g->off);
+	ck_assert_uint_eq(len, g->len);
+	ck_assert(!memcmp(p, g->want, len));
+	return 0;
+}
+
+START_TEST(disk_data_by_hand)
+{
+	static const uint32_t lens[] = { 1, 4095, 65535, 65536, 65536 * 3 + 17, DISK_SECTIONS_CHUNK };
+	uint8_t *data = malloc(DISK_SECTIONS_CHUNK);
+	for (uint32_t i = 0; i < DISK_SECTIONS_CHUNK; i++)
+		data[i] = (uint8_t)(i * 131 + (i >> 11));
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		for (int staged = 0; staged < 2; staged++) {
+			uint32_t index = 3 + (uint32_t)k;
+			uint64_t off = ((uint64_t)k << 33) + 65536 * k;
+			struct stream_mem ref, got;
+			one_data_stream(&ref, false, staged, index, off, data, lens[k]);
+			one_data_stream(&got, true, staged, index, off, data, lens[k]);
+			ck_assert_uint_eq(got.len, ref.len);
+			ck_assert_msg(!memcmp(got.buf, ref.buf, ref.len), "len %u staged %d differs",
+				      lens[k], staged);
+			/* and the decoder the receivers use takes it */
+			struct stream_mem in;
+			struct stream_io io;
+			stream__mem_init_read(&in, got.buf, got.len);
+			stream__io_mem(&io, &in);
+			struct stream_reader r;
+			stream__reader_init(&r, &io);
+			struct stream_header h;
+			ck_assert_int_eq(stream__read_header(&r, &h, NULL), 0);
+			struct stream_rec rec;
+			ck_assert_int_eq(stream__next_record(&r, &rec), 1);
+			ck_assert_uint_eq(rec.type, STREAM_REC_SECTION);
+			uint8_t *p;
+			ck_assert_int_eq(stream__read_payload(&r, STREAM_SECTION_MAX, &p), 0);
+			struct got_data g = { .index = index, .off = off, .len = lens[k], .want = data };
+			struct disk_sections_sink sink = { .opaque = &g, .data = got_data };
+			struct err e = { 0 };
+			ck_assert(disk_sections__is_disk(p, rec.len, 0));
+			ck_assert_msg(disk_sections__decode(p, rec.len, 0, &sink, &e) == 0, "%s", e.msg);
+			ck_assert_int_eq(g.calls, 1);
+			free(p);
+			ck_assert_int_eq(stream__next_record(&r, &rec), 0);
+			stream__reader_free(&r);
+			stream__mem_free(&ref);
+			stream__mem_free(&got);
+		}
+	}
+	free(data);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("section");
@@ -484,6 +630,7 @@ int main(void)
 	tcase_add_test(tc, missing_and_unknown_sections);
 	tcase_add_test(tc, parse_info_without_registry);
 	tcase_add_test(tc, whole_stream_with_memory);
+	tcase_add_test(tc, disk_data_by_hand);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
