@@ -4,10 +4,13 @@ dirties 4 MiB/s of its 64 MiB; its own verification catches a page from
 the wrong link) restore from the last link, the guest continuing from that
 checkpoint and verifying PASS. A base that is not the VM's last checkpoint
 is refused at create; at restore, a missing base or one from another VM
-fails with the reason and starts no guest."""
+fails with the reason and starts no guest. A first checkpoint that fails (a
+full filesystem) leaves nothing to build on, and tracking from the next one
+works: its incremental restores with PASS."""
 import os
 import re
 import shutil
+import subprocess
 
 import vmhoptest as t
 
@@ -92,6 +95,47 @@ def test(ctx):
         f.seek(-1, 1)
         f.write(bytes([b[0] ^ 0x20]))
     restore_fails(ctx, names[3], "cp1.vmhop", "a corrupt link")
+    failed_first(ctx, foreign)
+
+
+def failed_first(ctx, foreign):
+    """The tracker is armed before a first checkpoint's pause: when that
+    checkpoint fails it must leave no base behind, and the next one starts
+    tracking afresh."""
+    mnt = ctx.path("tiny")
+    os.mkdir(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt]).returncode:
+        print("SKIP (this part): cannot mount a tmpfs here", flush=True)
+        return
+    try:
+        vm = ctx.run_vm(["--kernel", t.GUEST, "--memory", "128M", "--cmdline",
+                         "seconds=0 dirty=16M rate=4M verify=1 hb=100"], name="first")
+        vm.wait_line(r"^HB seq=10\b")
+        code, out, err = ctx.vmhop(["snapshot", "create", "--control", vm.control, "--output",
+                                    os.path.join(mnt, "cp.vmhop")])
+        t.check(code != 0 and "No space left" in err + out and not os.listdir(mnt),
+                f"a first checkpoint that does not fit fails, leaving no file ({(err + out).strip()[-160:]})")
+        code, out, err = ctx.vmhop(["snapshot", "create", "--control", vm.control, "--output",
+                                    ctx.path("after.vmhop"), "--base", foreign])
+        t.check(code != 0 and "no checkpoint to build on" in err + out,
+                f"after it, nothing is a base ({(err + out).strip()})")
+        full, inc = ctx.path("first-full.vmhop"), ctx.path("first-inc.vmhop")
+        create(ctx, vm, full)
+        vm.wait_line(r"^HB seq=", after=max(vm.heartbeats()) + 3)
+        create(ctx, vm, inc, "--base", full)
+        vm.ctl("quit")
+        vm.wait_exit()
+        restored = t.Vmhop(ctx, "restored-first", ["snapshot", "restore", inc], serial=True,
+                           control=True)
+        ctx.procs.append(restored)
+        restored.wait_line(r"^HB seq=", after=3)
+        restored.ctl("shutdown")
+        verdict = restored.wait_line(r"^VERDICT (PASS|FAIL)(.*)")
+        t.check(verdict.group(1) == "PASS",
+                f"the incremental on the next full one restores with PASS ({verdict.group(0)})")
+        restored.wait_exit()
+    finally:
+        subprocess.run(["umount", "-l", mnt])
 
 
 t.main(test)
