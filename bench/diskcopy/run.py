@@ -64,25 +64,24 @@ Run through `make bench-diskcopy`, or directly:
                         [--dir DIR] [--dest-dir DIR] [--skip-qemu] [--skip-vmhop]
 """
 import argparse
-import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-# Processes, QMP, the control socket, the guest's lines and the disk helpers:
-# bench/lib/vmbench.py (no __pycache__ left in the source tree).
+# Processes, QMP, the control socket, the guest's lines, the disk helpers and
+# the steps every VM benchmark takes: bench/lib/vmbench.py (no __pycache__ left
+# in the source tree).
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from vmbench import (GIB, MIB, HB_RE, VERDICT_RE, RunFailed, Proc, Qmp,  # noqa: E402
+import vmbench  # noqa: E402
+from vmbench import (GIB, MIB, VERDICT_RE, RunFailed, Proc, Qmp,  # noqa: E402
                      allocated_bytes, control_request, data_extents, free_tcp_port,
-                     o_direct_read, on_sigterm, print_load_when, verdict, wait_exit)
+                     o_direct_read, print_load_when, ratio, verdict, wait_exit)
 
 QEMU_MAX_BANDWIDTH = 10 * GIB  # bytes/s
 LISTEN_RE = re.compile(rb"migrate-recv: listening on tcp:[^\s:]+:(\d+)")
@@ -185,13 +184,8 @@ def ready_to_migrate(src, args):
         v = VERDICT_RE.search(src.out.data)
         raise RunFailed("source: no DISK ok line%s" % (
             (": " + v.group(0).decode(errors="replace")) if v else " in time"))
-    time.sleep(args.warm)
-    if src.p.poll() is not None:
-        raise RunFailed("source exited with status %s" % src.p.returncode)
-    v = VERDICT_RE.search(src.out.data)
-    if v:
-        raise RunFailed("source guest ended before the migration: %s" % v.group(0).decode())
-    return src.out.last_hb()
+    return vmbench.after_warm_up(src, args.warm, "source",
+                                 "source guest ended before the migration")
 
 
 def hb_gap(src, dst, seq0):
@@ -209,57 +203,22 @@ def hb_gap(src, dst, seq0):
 
 def finish_on_destination(dst, seq0, request_shutdown, args):
     """Heartbeats continue past seq0, then a shutdown request ends the guest
-    with a verdict that covers its disk."""
-    m = dst.out.wait_for(HB_RE, args.exit_timeout, pred=lambda m: int(m.group(1)) > seq0)
-    if not m:
-        v = VERDICT_RE.search(dst.out.data)
-        raise RunFailed("destination: no heartbeat after seq=%d%s" % (
-            seq0, (": " + v.group(0).decode(errors="replace")) if v else
-            "" if dst.p.poll() is None else " (exited with status %s)" % dst.p.returncode))
-    first_seq = int(HB_RE.search(dst.out.data).group(1))
-    if first_seq <= 1:
-        raise RunFailed("destination heartbeats restarted at seq=%d" % first_seq)
-    request_shutdown()
-    v = dst.out.wait_for(VERDICT_RE, args.exit_timeout + args.region_mib)
-    if not v:
-        raise RunFailed("destination: no verdict within %g s of the shutdown request"
-                        % (args.exit_timeout + args.region_mib))
-    if v.group(1) != b"PASS" or b"disk=ok" not in v.group(0):
-        raise RunFailed("destination guest: %s" % v.group(0).decode(errors="replace"))
-    rc = wait_exit(dst, args.exit_timeout, "destination")
-    if rc != 0:
-        raise RunFailed("destination exited with status %d after the verdict" % rc)
-    return first_seq
+    with a verdict that covers its disk (it re-reads its region first: a
+    second per MiB on top of the usual wait)."""
+    return vmbench.finish(dst, seq0, request_shutdown, "destination", args.exit_timeout,
+                          verdict_timeout=args.exit_timeout + args.region_mib,
+                          verdict_needs=b"disk=ok", continued=True)
 
 
 def qemu_cmd(args, qmp, img, incoming):
-    cmd = [args.qemu, "-machine", "pc,accel=kvm,mem-merge=off", "-cpu", "qemu64",
-           "-m", args.memory, "-smp", "1", "-nodefaults", "-no-user-config",
-           "-display", "none", "-serial", "stdio", "-no-reboot",
-           "-qmp", "unix:%s,server=on,wait=off" % qmp,
-           "-kernel", args.guest, "-append", guest_params(args),
-           "-drive", "file=%s,if=none,id=%s,format=raw,cache=none" % (img, DISK_ID),
-           "-device", "virtio-blk-pci,drive=%s,disable-legacy=on" % DISK_ID]
+    cmd = vmbench.qemu_cmd(args.qemu, "pc,accel=kvm,mem-merge=off", args.memory, 1, qmp,
+                           args.guest, guest_params(args))
+    cmd += ["-drive", "file=%s,if=none,id=%s,format=raw,cache=none" % (img, DISK_ID),
+            "-device", "virtio-blk-pci,drive=%s,disable-legacy=on" % DISK_ID]
     if incoming:
         # -S: the guest may run only once the mirror has finished (libvirt's way).
         cmd += ["-incoming", "defer", "-S"]
     return cmd
-
-
-def wait_migration(q, want, t0, args):
-    """Polls query-migrate until its status is `want`; returns the reply."""
-    while True:
-        info = q.cmd("query-migrate")
-        status = info.get("status")
-        if status == want:
-            return info
-        if status in ("failed", "cancelled"):
-            raise RunFailed("QEMU migration %s: %s" % (status, info.get("error-desc", "")))
-        if time.monotonic() - t0 > args.migrate_timeout:
-            q.cmd("migrate_cancel")
-            raise RunFailed("QEMU migration not %s within %g s (status %s)"
-                            % (want, args.migrate_timeout, status))
-        time.sleep(POLL)
 
 
 def wait_jobs_gone(q, timeout):
@@ -281,11 +240,7 @@ def run_qemu(args, tmp, procs):
     qs = qd = None
     try:
         qd = Qmp(dst_qmp)
-        qd.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
-        addrs = qd.cmd("query-migrate").get("socket-address") or []
-        if not addrs:
-            raise RunFailed("destination QEMU reports no listening address")
-        mig_port = int(addrs[0]["port"])
+        mig_port = vmbench.incoming_port(qd)
         nbd_port = free_tcp_port()
         qd.cmd("nbd-server-start", addr={"type": "inet", "data": {
             "host": "127.0.0.1", "port": str(nbd_port)}})
@@ -319,7 +274,7 @@ def run_qemu(args, tmp, procs):
         t_ready = time.monotonic()
         mirror_len = int(j.get("len", 0))
         qs.cmd("migrate", uri="tcp:127.0.0.1:%d" % mig_port)
-        wait_migration(qs, "pre-switchover", t0, args)
+        vmbench.wait_migration(qs, "pre-switchover", t0, args.migrate_timeout, POLL)
         # The guest is stopped: cancelling a ready mirror copies what is still
         # dirty, then ends the job and leaves the source disk in use.
         t_pre = time.monotonic()
@@ -327,7 +282,7 @@ def run_qemu(args, tmp, procs):
         wait_jobs_gone(qs, args.migrate_timeout)
         t_cancelled = time.monotonic()
         qs.cmd("migrate-continue", state="pre-switchover")
-        info = wait_migration(qs, "completed", t0, args)
+        info = vmbench.wait_migration(qs, "completed", t0, args.migrate_timeout, POLL)
         t_done = time.monotonic()
         qd.cmd("nbd-server-stop")
         qd.cmd("cont")
@@ -348,10 +303,8 @@ def run_qemu(args, tmp, procs):
                          (t_cont - t_done) * 1000.0, int(ram.get("transferred", 0)) / MIB),
         }
         # The source stays paused for good (postmigrate): end it.
-        qs.cmd("quit")
-        qs.close()
+        vmbench.quit_qemu(qs, src, "source QEMU")
         qs = None
-        wait_exit(src, 30, "source QEMU")
         res["first_hb"] = finish_on_destination(
             dst, seq0, lambda: qd.cmd("system_powerdown"), args)
         res["hb_gap_ms"] = hb_gap(src, dst, seq0)
@@ -362,11 +315,7 @@ def run_qemu(args, tmp, procs):
         e.procs = [src, dst]
         raise
     finally:
-        for q in (qs, qd):
-            if q:
-                q.close()
-        src.stop()
-        dst.stop()
+        vmbench.close_all((qs, qd), (src, dst))
 
 
 def bulk_ms_of(r):
@@ -400,18 +349,12 @@ def run_vmhop(args, tmp, procs):
     dst = Proc(procs, "vmhop-dst", [args.vmhop, "migrate-recv", "--listen", "tcp:127.0.0.1:0",
                                      "--disk-dir", disk_dir, "--serial", "stdio",
                                      "--control", dst_ctl])
-    src = Proc(procs, "vmhop-src", [args.vmhop, "run", "--kernel", args.guest,
-                                     "--memory", args.memory, "--cpus", "1",
-                                     "--disk", "%s,id=%s,cache=none" % (args.src_img, DISK_ID),
-                                     "--serial", "stdio", "--control", src_ctl,
-                                     "--cmdline", guest_params(args)])
+    src = Proc(procs, "vmhop-src", vmbench.vmhop_run_cmd(
+        args.vmhop, args.guest, args.memory, 1, src_ctl, guest_params(args),
+        ["--disk", "%s,id=%s,cache=none" % (args.src_img, DISK_ID)]))
     send = None
     try:
-        m = dst.err.wait_for(LISTEN_RE, 30)
-        if not m:
-            raise RunFailed("migrate-recv printed no 'listening on' line (status %s)"
-                            % dst.p.poll())
-        port = int(m.group(1))
+        port = vmbench.listen_port(dst, LISTEN_RE)
         seq0 = ready_to_migrate(src, args)
         cmd = [args.vmhop, "migrate-send", "--control", src_ctl,
                "--to", "tcp:127.0.0.1:%d" % port, "--max-downtime", str(args.max_downtime),
@@ -420,22 +363,15 @@ def run_vmhop(args, tmp, procs):
             cmd.append("--verify-disks")
         t0 = time.monotonic()
         send = Proc(procs, "migrate-send", cmd)
-        rc = send.wait(args.migrate_timeout)
-        wall = (time.monotonic() - t0) * 1000.0
-        if rc is None:
-            raise RunFailed("migrate-send not done within %g s" % args.migrate_timeout)
-        send.out.thread.join(timeout=5)
-        lines = [l for l in send.out.data.decode(errors="replace").splitlines() if l.strip()]
-        try:
-            r = json.loads(lines[-1])
-        except (IndexError, ValueError):
+        rc, wall, r, line = vmbench.json_result(send, t0, args.migrate_timeout, "migrate-send")
+        if r is None:
             raise RunFailed("migrate-send (status %d) printed no JSON summary%s" % (
                 rc, ": " + send.err.data.decode(errors="replace").strip()[-300:]))
         if r.get("status") != "completed" or rc != 0:
             raise RunFailed("migrate-send status %d: %s: %s" % (
                 rc, r.get("status"), r.get("error", "")))
         if "disk_bytes_sent" not in r:
-            raise RunFailed("the summary has no disk_bytes_sent: %s" % lines[-1][:300])
+            raise RunFailed("the summary has no disk_bytes_sent: %s" % line[:300])
         disk_bytes = int(r["disk_bytes_sent"])
         bulk_ms, bulk_key = bulk_ms_of(r)
         disks = r.get("disks") or [{}]
@@ -471,9 +407,7 @@ def run_vmhop(args, tmp, procs):
         e.procs = [p for p in (src, send, dst) if p]
         raise
     finally:
-        for p in (send, src, dst):
-            if p:
-                p.stop()
+        vmbench.close_all((), (send, src, dst))
 
 
 # ---------------------------------------------------------------- report
@@ -493,39 +427,32 @@ KEYS = ("wall_ms", "total_ms", "downtime_ms", "pause_ms", "hb_gap_ms", "disk_mib
         "bulk_mib_s", "dst_alloc_mib")
 
 
+def remove_dest_dir(tmp):
+    """The run's directory under --dest-dir, if dest_dir made one."""
+    link = os.path.join(tmp, "dest-dir")
+    if os.path.islink(link):
+        shutil.rmtree(os.readlink(link), ignore_errors=True)
+
+
 def one_run(name, fn, args, procs, i):
-    """Run i of one VMM: its result dict, or None after printing why it failed."""
-    tmp = tempfile.mkdtemp(prefix="bench-diskcopy-", dir=args.dir)
+    """Run i of one VMM: its result dict, or None after printing why it failed
+    (with the file and line of an error other than RunFailed)."""
     label = "%s %d" % (name, i + 1)
-    try:
+
+    def run(tmp):
         r = fn(args, tmp, procs)
         print(fmt_row(label, r), flush=True)
         for line in r.get("progress", []):
             print("          %s" % line, flush=True)
         return r
-    except (RunFailed, OSError, ValueError, KeyError) as e:
-        if isinstance(e, RunFailed):
-            why = e
-        else:
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            why = "%s: %s (%s line %d)" % (type(e).__name__, e,
-                                          os.path.basename(where.filename), where.lineno)
-        print("  %s: FAILED: %s" % (label, why), flush=True)
-        for p in getattr(e, "procs", []):
-            for line in p.dump():
-                print(line)
-        return None
-    finally:
-        link = os.path.join(tmp, "dest-dir")
-        if os.path.islink(link):
-            shutil.rmtree(os.readlink(link), ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    return vmbench.attempt("  %s:" % label, run, "bench-diskcopy-", args.dir, where=True,
+                           cleanup=remove_dest_dir)
 
 
 def medians(name, results):
     if not results:
         return None
-    med = {k: statistics.median(r[k] for r in results) for k in KEYS}
+    med = vmbench.medians(results, KEYS)
     med["bulk_from"] = results[-1].get("bulk_from")
     print(("  %-8s %9.1f %9.1f %9.1f %9.1f %8.1f %9.1f %10.1f %9.1f" % (
         (name,) + tuple(med[k] for k in KEYS))), flush=True)
@@ -555,23 +482,16 @@ def alternate(vmms, args, procs):
 
 def summary(args, v, q, qnote, rates):
     odirect = statistics.median(rates) if rates else 0.0
-    print("  %-6s %10s %10s %10s %10s %10s %10s" % ("", "wall ms", "total ms", "down ms",
-                                                   "hb gap ms", "disk MiB", "bulk MiB/s"))
-    for name, m in (("vmhop", v), ("qemu", q)):
-        if m:
-            print("  %-6s %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f" % (
-                name, m["wall_ms"], m["total_ms"], m["downtime_ms"], m["hb_gap_ms"],
-                m["disk_mib"], m["bulk_mib_s"]))
-        else:
-            print("  %-6s %10s" % (name, "-"))
-    if qnote:
-        print("  qemu: %s" % qnote)
+    vmbench.print_medians("  ", [(title, "%10.1f", lambda m, k=k: m[k]) for title, k in (
+        ("wall ms", "wall_ms"), ("total ms", "total_ms"), ("down ms", "downtime_ms"),
+        ("hb gap ms", "hb_gap_ms"), ("disk MiB", "disk_mib"), ("bulk MiB/s", "bulk_mib_s"))],
+        v, q, qnote)
     print("  O_DIRECT sequential read of the source image: %.1f MiB/s (median of %d reads, "
           "%.1f-%.1f)" % (odirect, len(rates), min(rates or [0]), max(rates or [0])))
     if v and q:
-        rt = v["wall_ms"] / q["wall_ms"] if q["wall_ms"] else float("inf")
-        rd = v["downtime_ms"] / q["downtime_ms"] if q["downtime_ms"] else float("inf")
-        rg = v["hb_gap_ms"] / q["hb_gap_ms"] if q["hb_gap_ms"] else float("inf")
+        rt = ratio(v["wall_ms"], q["wall_ms"])
+        rd = ratio(v["downtime_ms"], q["downtime_ms"])
+        rg = ratio(v["hb_gap_ms"], q["hb_gap_ms"])
         print("  ratio vmhop/qemu: total (wall) %.3f, downtime %.3f, hb gap %.3f" % (rt, rd, rg))
         print("  target total <= 0.5x qemu: %s" % verdict(rt <= 0.5))
     else:
@@ -604,21 +524,11 @@ def parse_size(s):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    top = os.environ.get("VMHOP_BUILDDIR") or os.path.dirname(os.path.dirname(here))
-    srcdir = os.path.dirname(os.path.dirname(here))
+    srcdir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3, metavar="N",
                    help="migrations per VMM (default 3)")
-    p.add_argument("--vmhop", metavar="PATH",
-                   default=os.environ.get("VMHOP") or os.path.join(top, "vmhop"),
-                   help="the vmhop binary (default: $VMHOP, else the build tree's)")
-    p.add_argument("--qemu", metavar="PATH",
-                   default=shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
-                   help="QEMU binary (default qemu-system-x86_64 on PATH)")
-    p.add_argument("--guest", metavar="PATH",
-                   default=os.path.join(top, "tests", "guest", "guest.elf"),
-                   help="the test guest ELF (default: the build tree's)")
+    vmbench.add_binary_args(p)
     p.add_argument("--dir", metavar="DIR", default=None,
                    help="where the images go, on a filesystem with O_DIRECT (default: "
                    "$TMPDIR or /tmp); everything is deleted at the end")
@@ -649,8 +559,7 @@ def main():
     p.add_argument("--odirect-runs", type=int, default=3, metavar="N",
                    help="O_DIRECT reads of the image for the reference, before and again "
                    "after the runs; the median of all counts (default 3)")
-    p.add_argument("--skip-qemu", action="store_true", help="measure vmhop only")
-    p.add_argument("--skip-vmhop", action="store_true", help="measure QEMU only")
+    vmbench.add_skip_args(p)
     p.add_argument("--boot-timeout", type=float, default=60.0, metavar="S",
                    help="seconds to the guest's first pass over its region, beyond "
                    "2 s per MiB of it (default 60)")
@@ -665,22 +574,20 @@ def main():
             or args.region_mib * MIB > args.data // 4):
         p.error("--data must be a multiple of 4 MiB, fit the disk, and its first quarter "
                 "must hold the guest's region")
-    if not os.path.exists(args.guest):
-        sys.exit("bench-diskcopy: %s not found (run make first)" % args.guest)
-    if not args.skip_vmhop and not os.path.exists(args.vmhop):
-        sys.exit("bench-diskcopy: %s not found (run make first)" % args.vmhop)
+    run_qemu_too = vmbench.check_binaries(args, "bench-diskcopy")
     args.check_disk = os.path.join(srcdir, "tests", "guest", "check-disk.py")
-    run_qemu_too = not args.skip_qemu and shutil.which(args.qemu) is not None
 
-    signal.signal(signal.SIGTERM, on_sigterm)
     procs = []
-    failed = False
-    v = q = None
+    meds = {}
     rates = []
     qnote = None if run_qemu_too or args.skip_qemu else "SKIP: %s not found" % args.qemu
     work = tempfile.mkdtemp(prefix="bench-diskcopy-", dir=args.dir)
     args.dir = work
-    try:
+
+    def measure():
+        """The image, the reference reads and the runs; whether a run failed,
+        or None when the image cannot be opened with O_DIRECT (said so:
+        nothing is measured and the script ends with status 1)."""
         args.src_img = os.path.join(work, "src.img")
         print("live migration with a disk copy over loopback TCP: %s, %s RAM, 1 vCPU, %d runs "
               "each, images in %s" % (os.path.basename(args.guest), args.memory, args.runs, work),
@@ -691,7 +598,7 @@ def main():
         except OSError as e:
             print("bench-diskcopy: %s cannot be opened with O_DIRECT (%s): cache=none needs "
                   "a --dir on a filesystem with O_DIRECT" % (args.src_img, e.strerror), flush=True)
-            return 1
+            return None
         args.src_alloc = allocated_bytes(args.src_img)
         print("disk: %d MiB raw image, %d MiB of data at %s MiB (allocated %.1f MiB), cache=none"
               % (args.disk_size // MIB, args.data // MIB,
@@ -707,21 +614,22 @@ def main():
         odirect_reference(args, "before the runs", rates)
         vmms = ([] if args.skip_vmhop else [("vmhop", run_vmhop)]) + \
             ([("qemu", run_qemu)] if run_qemu_too else [])
-        meds, failed = alternate(vmms, args, procs)
-        v, q = meds.get("vmhop"), meds.get("qemu")
+        got, failed = alternate(vmms, args, procs)
+        meds.update(got)
         odirect_reference(args, "after the runs", rates)
-    except KeyboardInterrupt:
-        print("\ninterrupted", flush=True)
-        failed = True
-    finally:
-        for pr in procs:
-            pr.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        return failed
 
+    # SIGTERM ends the script like Ctrl-C; every process is stopped either way.
+    try:
+        failed, interrupted = vmbench.run_then_stop(procs, measure)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if failed is None and not interrupted:
+        return 1  # no O_DIRECT: said so, nothing measured
     print("\nresult (medians of %d runs):" % args.runs)
-    summary(args, v, q, qnote, rates)
+    summary(args, meds.get("vmhop"), meds.get("qemu"), qnote, rates)
     print_load_when("after the runs")
-    return 1 if failed else 0
+    return 1 if failed or interrupted else 0
 
 
 if __name__ == "__main__":

@@ -31,31 +31,24 @@ Run through `make bench-migrate`, or directly:
                        [--vmhop PATH] [--qemu PATH] [--guest PATH]
 """
 import argparse
-import json
 import os
 import re
-import shutil
-import signal
-import statistics
 import sys
-import tempfile
 import time
 
-# Processes, QMP, the control socket and the guest's lines: bench/lib/vmbench.py
-# (no __pycache__ left in the source tree).
+# Processes, QMP, the control socket, the guest's lines and the steps every VM
+# benchmark takes: bench/lib/vmbench.py (no __pycache__ left in the source tree).
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from vmbench import (GIB, MIB, HB_RE, VERDICT_RE, RunFailed, Proc, Qmp,  # noqa: E402
-                     control_request, on_sigterm, print_load, verdict, wait_exit)
+import vmbench  # noqa: E402
+# run_vmhop and run_qemu use this module's Proc, Qmp, LISTEN_RE and qemu_cmd
+# (not vmbench.Proc, ...): bench/transport replaces them here to change the
+# transport.
+from vmbench import (GIB, MIB, RunFailed, Proc, Qmp, Scenario,  # noqa: E402,F401
+                     control_request, print_load, verdict, wait_exit)
 
 QEMU_MAX_BANDWIDTH = 10 * GIB  # bytes/s
 LISTEN_RE = re.compile(rb"migrate-recv: listening on tcp:[^\s:]+:(\d+)")
-
-
-class Scenario:
-    def __init__(self, name, memory, cpus, params, warm, what):
-        self.name, self.memory, self.cpus = name, memory, cpus
-        self.params, self.warm, self.what = params, warm, what
 
 
 SCENARIOS = [
@@ -76,52 +69,21 @@ SCENARIOS = [
 
 def ready_to_migrate(src, sc, args):
     """Waits for the first heartbeat and the warm-up; returns the last seq."""
-    if not src.out.wait_for(HB_RE, args.boot_timeout, pred=lambda m: m.group(1) == b"1"):
-        if src.p.poll() is not None:
-            raise RunFailed("source exited with status %s before a heartbeat" % src.p.returncode)
-        raise RunFailed("source: no heartbeat within %g s" % args.boot_timeout)
-    time.sleep(sc.warm)
-    if src.p.poll() is not None:
-        raise RunFailed("source exited with status %s" % src.p.returncode)
-    v = VERDICT_RE.search(src.out.data)
-    if v:
-        raise RunFailed("source guest ended before the migration: %s" % v.group(0).decode())
-    return src.out.last_hb()
+    vmbench.wait_first_hb(src, args.boot_timeout, "source")
+    return vmbench.after_warm_up(src, sc.warm, "source",
+                                 "source guest ended before the migration")
 
 
 def finish_on_destination(dst, seq0, request_shutdown, args):
     """Heartbeats continue past seq0, then a shutdown request ends the guest
     with a verdict; returns the first destination heartbeat seq."""
-    m = dst.out.wait_for(HB_RE, args.exit_timeout, pred=lambda m: int(m.group(1)) > seq0)
-    if not m:
-        v = VERDICT_RE.search(dst.out.data)
-        raise RunFailed("destination: no heartbeat after seq=%d%s" % (
-            seq0, (": " + v.group(0).decode(errors="replace")) if v else
-            "" if dst.p.poll() is None else " (exited with status %s)" % dst.p.returncode))
-    first = HB_RE.search(dst.out.data)
-    first_seq = int(first.group(1))
-    if first_seq <= 1:
-        raise RunFailed("destination heartbeats restarted at seq=%d" % first_seq)
-    request_shutdown()
-    v = dst.out.wait_for(VERDICT_RE, args.exit_timeout)
-    if not v:
-        raise RunFailed("destination: no verdict within %g s of the shutdown request"
-                        % args.exit_timeout)
-    if v.group(1) != b"PASS":
-        raise RunFailed("destination guest: %s" % v.group(0).decode(errors="replace"))
-    rc = wait_exit(dst, args.exit_timeout, "destination")
-    if rc != 0:
-        raise RunFailed("destination exited with status %d after the verdict" % rc)
-    return first_seq
+    return vmbench.finish(dst, seq0, request_shutdown, "destination", args.exit_timeout,
+                          continued=True)
 
 
 def qemu_cmd(args, sc, qmp, incoming):
-    params = ("%s smp=%d" % (sc.params, sc.cpus)).strip()
-    cmd = [args.qemu, "-machine", "pc,accel=kvm,mem-merge=off", "-cpu", "qemu64",
-           "-m", sc.memory, "-smp", str(sc.cpus), "-nodefaults", "-no-user-config",
-           "-display", "none", "-serial", "stdio", "-no-reboot",
-           "-qmp", "unix:%s,server=on,wait=off" % qmp,
-           "-kernel", args.guest, "-append", params]
+    cmd = vmbench.qemu_cmd(args.qemu, "pc,accel=kvm,mem-merge=off", sc.memory, sc.cpus, qmp,
+                           args.guest, ("%s smp=%d" % (sc.params, sc.cpus)).strip())
     if incoming:
         cmd += ["-incoming", "defer"]
     return cmd
@@ -135,29 +97,15 @@ def run_qemu(args, sc, tmp, procs):
     qs = qd = None
     try:
         qd = Qmp(dst_qmp)
-        qd.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
-        addrs = qd.cmd("query-migrate").get("socket-address") or []
-        if not addrs:
-            raise RunFailed("destination QEMU reports no listening address")
-        port = int(addrs[0]["port"])
+        port = vmbench.incoming_port(qd)
         qs = Qmp(src_qmp)
         seq0 = ready_to_migrate(src, sc, args)
         qs.cmd("migrate-set-parameters", **{"max-bandwidth": QEMU_MAX_BANDWIDTH,
                                            "downtime-limit": args.max_downtime})
         t0 = time.monotonic()
         qs.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
-        while True:
-            info = qs.cmd("query-migrate")
-            status = info.get("status")
-            if status == "completed":
-                break
-            if status in ("failed", "cancelled"):
-                raise RunFailed("QEMU migration %s: %s" % (status, info.get("error-desc", "")))
-            if time.monotonic() - t0 > args.migrate_timeout:
-                qs.cmd("migrate_cancel")
-                raise RunFailed("QEMU migration not done within %g s (status %s)"
-                                % (args.migrate_timeout, status))
-            time.sleep(0.02)
+        info = vmbench.wait_migration(qs, "completed", t0, args.migrate_timeout, 0.02,
+                                      not_yet="done")
         wall = (time.monotonic() - t0) * 1000.0
         ram = info.get("ram", {})
         disk = info.get("disk", {})
@@ -173,10 +121,8 @@ def run_qemu(args, sc, tmp, procs):
                 float(ram.get("mbps", 0)) * 1e6 / 8 / MIB),
         }
         # The source is paused for good (postmigrate): end it.
-        qs.cmd("quit")
-        qs.close()
+        vmbench.quit_qemu(qs, src, "source QEMU")
         qs = None
-        wait_exit(src, 30, "source QEMU")
         res["first_hb"] = finish_on_destination(
             dst, seq0, lambda: qd.cmd("system_powerdown"), args)
         res["seq0"] = seq0
@@ -185,11 +131,7 @@ def run_qemu(args, sc, tmp, procs):
         e.procs = [src, dst]
         raise
     finally:
-        for q in (qs, qd):
-            if q:
-                q.close()
-        src.stop()
-        dst.stop()
+        vmbench.close_all((qs, qd), (src, dst))
 
 
 def run_vmhop(args, sc, tmp, procs):
@@ -197,32 +139,19 @@ def run_vmhop(args, sc, tmp, procs):
     src_ctl, dst_ctl = os.path.join(tmp, "src.sock"), os.path.join(tmp, "dst.sock")
     dst = Proc(procs, "vmhop-dst", [args.vmhop, "migrate-recv", "--listen", "tcp:127.0.0.1:0",
                                      "--serial", "stdio", "--control", dst_ctl])
-    src = Proc(procs, "vmhop-src", [args.vmhop, "run", "--kernel", args.guest,
-                                     "--memory", sc.memory, "--cpus", str(sc.cpus),
-                                     "--serial", "stdio", "--control", src_ctl,
-                                     "--cmdline", sc.params])
+    src = Proc(procs, "vmhop-src", vmbench.vmhop_run_cmd(args.vmhop, args.guest, sc.memory,
+                                                         sc.cpus, src_ctl, sc.params))
     send = None
     try:
-        m = dst.err.wait_for(LISTEN_RE, 30)
-        if not m:
-            raise RunFailed("migrate-recv printed no 'listening on' line (status %s)"
-                            % dst.p.poll())
-        port = int(m.group(1))
+        port = vmbench.listen_port(dst, LISTEN_RE)
         seq0 = ready_to_migrate(src, sc, args)
         t0 = time.monotonic()
         send = Proc(procs, "migrate-send", [args.vmhop, "migrate-send", "--control", src_ctl,
                                             "--to", "tcp:127.0.0.1:%d" % port,
                                             "--max-downtime", str(args.max_downtime),
                                             "--json"])
-        rc = send.wait(args.migrate_timeout)
-        wall = (time.monotonic() - t0) * 1000.0
-        if rc is None:
-            raise RunFailed("migrate-send not done within %g s" % args.migrate_timeout)
-        send.out.thread.join(timeout=5)
-        lines = [l for l in send.out.data.decode(errors="replace").splitlines() if l.strip()]
-        try:
-            r = json.loads(lines[-1])
-        except (IndexError, ValueError):
+        rc, wall, r, _ = vmbench.json_result(send, t0, args.migrate_timeout, "migrate-send")
+        if r is None:
             raise RunFailed("migrate-send (status %d) printed no JSON summary" % rc)
         if r.get("status") != "completed" or rc != 0:
             raise RunFailed("migrate-send status %d: %s: %s" % (
@@ -249,9 +178,7 @@ def run_vmhop(args, sc, tmp, procs):
         e.procs = [p for p in (src, send, dst) if p]
         raise
     finally:
-        for p in (send, src, dst):
-            if p:
-                p.stop()
+        vmbench.close_all((), (send, src, dst))
 
 
 # ---------------------------------------------------------------- report
@@ -268,25 +195,11 @@ HEADER = "  %-7s %9s %9s %8s %9s %6s %8s" % ("run", "total ms", "down ms", "setu
 
 def series(name, fn, args, sc, procs):
     """N runs of one VMM; returns (medians dict or None, failed?)."""
-    print("%s:" % name, flush=True)
-    print(HEADER, flush=True)
-    results = []
-    for i in range(args.runs):
-        tmp = tempfile.mkdtemp(prefix="bench-migrate-")
-        try:
-            results.append(fn(args, sc, tmp, procs))
-            print(fmt_row("run %d" % (i + 1), results[-1]), flush=True)
-        except (RunFailed, OSError, ValueError, KeyError) as e:
-            why = e if isinstance(e, RunFailed) else "%s: %s" % (type(e).__name__, e)
-            print("  run %d: FAILED: %s" % (i + 1, why), flush=True)
-            for p in getattr(e, "procs", []):
-                for line in p.dump():
-                    print(line)
-            return None, True
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    med = {k: statistics.median(r[k] for r in results)
-           for k in ("total_ms", "downtime_ms", "bytes_sent")}
+    results = vmbench.series(name, HEADER, args.runs, lambda tmp: fn(args, sc, tmp, procs),
+                             fmt_row, "bench-migrate-")
+    if results is None:
+        return None, True
+    med = vmbench.medians(results, ("total_ms", "downtime_ms", "bytes_sent"))
     print("  median  %9.1f %9.1f %8s %9.1f" % (med["total_ms"], med["downtime_ms"], "",
                                               med["bytes_sent"] / MIB), flush=True)
     return med, False
@@ -294,19 +207,14 @@ def series(name, fn, args, sc, procs):
 
 def summary(sc, v, q, qnote):
     print("  %s (%s):" % (sc.name, sc.what))
-    print("    %-6s %10s %10s %10s" % ("", "total ms", "down ms", "sent MiB"))
-    for name, m in (("vmhop", v), ("qemu", q)):
-        if m:
-            print("    %-6s %10.1f %10.1f %10.1f" % (name, m["total_ms"], m["downtime_ms"],
-                                                    m["bytes_sent"] / MIB))
-        else:
-            print("    %-6s %10s" % (name, "-"))
-    if qnote:
-        print("    qemu: %s" % qnote)
+    vmbench.print_medians("    ", [("total ms", "%10.1f", lambda m: m["total_ms"]),
+                                   ("down ms", "%10.1f", lambda m: m["downtime_ms"]),
+                                   ("sent MiB", "%10.1f", lambda m: m["bytes_sent"] / MIB)],
+                          v, q, qnote)
     if v and q:
-        rt = v["total_ms"] / q["total_ms"] if q["total_ms"] else float("inf")
-        rd = v["downtime_ms"] / q["downtime_ms"] if q["downtime_ms"] else float("inf")
-        rb = v["bytes_sent"] / q["bytes_sent"] if q["bytes_sent"] else float("inf")
+        rt = vmbench.ratio(v["total_ms"], q["total_ms"])
+        rd = vmbench.ratio(v["downtime_ms"], q["downtime_ms"])
+        rb = vmbench.ratio(v["bytes_sent"], q["bytes_sent"])
         print("    ratio vmhop/qemu: total %.3f, downtime %.3f, bytes %.3f" % (rt, rd, rb))
         if sc.name == "idle":
             print("    target total <= 0.3x qemu: %s" % verdict(rt <= 0.3))
@@ -340,26 +248,15 @@ def qemu_sparse_problem(sc):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    top = os.environ.get("VMHOP_BUILDDIR") or os.path.dirname(os.path.dirname(here))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3, metavar="N",
                    help="migrations per VMM and scenario (default 3)")
     p.add_argument("--scenario", choices=["idle", "dirty", "sparse", "all"], default="all",
                    help="which scenario to run (default all)")
-    p.add_argument("--vmhop", metavar="PATH",
-                   default=os.environ.get("VMHOP") or os.path.join(top, "vmhop"),
-                   help="the vmhop binary (default: $VMHOP, else the build tree's)")
-    p.add_argument("--qemu", metavar="PATH",
-                   default=shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
-                   help="QEMU binary (default qemu-system-x86_64 on PATH)")
-    p.add_argument("--guest", metavar="PATH",
-                   default=os.path.join(top, "tests", "guest", "guest.elf"),
-                   help="the test guest ELF (default: the build tree's)")
+    vmbench.add_binary_args(p)
     p.add_argument("--max-downtime", type=int, default=300, metavar="MS",
                    help="downtime limit in ms, for both VMMs (default 300)")
-    p.add_argument("--skip-qemu", action="store_true", help="measure vmhop only")
-    p.add_argument("--skip-vmhop", action="store_true", help="measure QEMU only")
+    vmbench.add_skip_args(p)
     p.add_argument("--boot-timeout", type=float, default=60.0, metavar="S",
                    help="seconds to the first heartbeat (default 60)")
     p.add_argument("--migrate-timeout", type=float, default=300.0, metavar="S",
@@ -369,18 +266,11 @@ def main():
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    if not os.path.exists(args.guest):
-        sys.exit("bench-migrate: %s not found (run make first)" % args.guest)
-    if not args.skip_vmhop and not os.path.exists(args.vmhop):
-        sys.exit("bench-migrate: %s not found (run make first)" % args.vmhop)
-    run_qemu_too = not args.skip_qemu and shutil.which(args.qemu) is not None
+    run_qemu_too = vmbench.check_binaries(args, "bench-migrate")
     scenarios = [s for s in SCENARIOS if args.scenario in ("all", s.name)]
 
-    # SIGTERM ends the script like Ctrl-C: the finally below stops every VMM.
-    signal.signal(signal.SIGTERM, on_sigterm)
     procs = []
-    failed = False
-    results = []
+    results = []  # (scenario, vmhop's medians, QEMU's, note), kept when interrupted
     print("live migration over loopback TCP: %s, %d runs each, downtime limit %d ms"
           % (os.path.basename(args.guest), args.runs, args.max_downtime), flush=True)
     print("columns: total, downtime, setup and bytes sent as each VMM reports them; rounds: "
@@ -388,31 +278,23 @@ def main():
           "migrate request to completion; hb A->B: last heartbeat read on the source\n"
           "  before the request -> first one on the destination", flush=True)
     print_load()
-    try:
+
+    def measure():
+        failed = False
         for sc in scenarios:
             print("\n== %s: %s\n   guest: %s" % (sc.name, sc.what, sc.params or "(no workload)"),
                   flush=True)
-            v = q = None
-            qnote = None
-            if not args.skip_vmhop:
-                v, f = series("vmhop", run_vmhop, args, sc, procs)
-                failed |= f
-            if run_qemu_too:
-                qnote = qemu_sparse_problem(sc) if sc.name == "sparse" else None
-                if qnote:
-                    print("qemu: SKIP: %s" % qnote, flush=True)
-                else:
-                    q, f = series("qemu", run_qemu, args, sc, procs)
-                    failed |= f
-            elif not args.skip_qemu:
-                qnote = "SKIP: %s not found" % args.qemu
+            v, q, qnote, f = vmbench.both_series(
+                args, run_qemu_too, lambda: series("vmhop", run_vmhop, args, sc, procs),
+                lambda: series("qemu", run_qemu, args, sc, procs),
+                qemu_sparse_problem(sc) if sc.name == "sparse" else None)
+            failed |= f
             results.append((sc, v, q, qnote))
-    except KeyboardInterrupt:
-        print("\ninterrupted", flush=True)
-        failed = True
-    finally:
-        for pr in procs:
-            pr.stop()
+        return failed
+
+    # SIGTERM ends the script like Ctrl-C; every VMM is stopped either way.
+    failed, interrupted = vmbench.run_then_stop(procs, measure)
+    failed = failed or interrupted
 
     print("\nresult (medians of %d runs; vmhop: migrate-send --json, qemu: query-migrate):"
           % args.runs)

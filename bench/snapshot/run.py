@@ -48,30 +48,21 @@ Run through `make bench-snapshot`, or directly:
                         [--guest PATH] [--dir DIR]
 """
 import argparse
-import json
 import os
-import shutil
-import signal
-import statistics
 import sys
 import tempfile
 import time
 
-# Processes, QMP, the control socket and the guest's lines: bench/lib/vmbench.py
-# (no __pycache__ left in the source tree).
+# Processes, QMP, the control socket, the guest's lines and the steps every VM
+# benchmark takes: bench/lib/vmbench.py (no __pycache__ left in the source tree).
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+import vmbench  # noqa: E402
 from vmbench import (GIB, MIB, HB_RE, VERDICT_RE, RunFailed, Proc, Qmp,  # noqa: E402
-                     control_request, on_sigterm, verdict, wait_exit)
+                     Scenario, control_request, print_load_when, ratio, verdict)
 
 QEMU_MAX_BANDWIDTH = 10 * GIB  # bytes/s: the file is the limit, not QEMU's throttle
 POLL = 0.002                   # s between status polls while a restore starts
-
-
-class Scenario:
-    def __init__(self, name, memory, cpus, params, warm, what):
-        self.name, self.memory, self.cpus = name, memory, cpus
-        self.params, self.warm, self.what = params, warm, what
 
 
 SCENARIOS = [
@@ -87,40 +78,15 @@ SCENARIOS = [
 
 def wait_ready(vm, sc, args):
     """First heartbeat, then the warm-up; returns the last seq read."""
-    if not vm.out.wait_for(HB_RE, args.boot_timeout, pred=lambda m: m.group(1) == b"1"):
-        if vm.p.poll() is not None:
-            raise RunFailed("%s exited with status %s before a heartbeat"
-                            % (vm.name, vm.p.returncode))
-        raise RunFailed("%s: no heartbeat within %g s" % (vm.name, args.boot_timeout))
-    time.sleep(sc.warm)
-    if vm.p.poll() is not None:
-        raise RunFailed("%s exited with status %s" % (vm.name, vm.p.returncode))
-    v = VERDICT_RE.search(vm.out.data)
-    if v:
-        raise RunFailed("%s: guest ended before the checkpoint: %s"
-                        % (vm.name, v.group(0).decode(errors="replace")))
-    return vm.out.last_hb()
+    vmbench.wait_first_hb(vm, args.boot_timeout, vm.name)
+    return vmbench.after_warm_up(vm, sc.warm, vm.name,
+                                 "%s: guest ended before the checkpoint" % vm.name)
 
 
 def finish(vm, after_seq, request_shutdown, args, what):
     """Heartbeats go on past after_seq; then a shutdown request must end the
     guest with VERDICT PASS and the process with status 0."""
-    m = vm.out.wait_for(HB_RE, args.exit_timeout, pred=lambda m: int(m.group(1)) > after_seq)
-    if not m:
-        v = VERDICT_RE.search(vm.out.data)
-        raise RunFailed("%s: no heartbeat after seq=%d%s" % (
-            what, after_seq, (": " + v.group(0).decode(errors="replace")) if v else
-            "" if vm.p.poll() is None else " (exited with status %s)" % vm.p.returncode))
-    request_shutdown()
-    v = vm.out.wait_for(VERDICT_RE, args.exit_timeout)
-    if not v:
-        raise RunFailed("%s: no verdict within %g s of the shutdown request"
-                        % (what, args.exit_timeout))
-    if v.group(1) != b"PASS":
-        raise RunFailed("%s guest: %s" % (what, v.group(0).decode(errors="replace")))
-    rc = wait_exit(vm, args.exit_timeout, what)
-    if rc != 0:
-        raise RunFailed("%s exited with status %d after the verdict" % (what, rc))
+    vmbench.finish(vm, after_seq, request_shutdown, what, args.exit_timeout)
 
 
 def restored_first_hb(vm, seq0, t_start, args, what):
@@ -159,10 +125,8 @@ def run_vmhop(args, sc, tmp, procs):
     """One vmhop checkpoint and restore; returns the result dict."""
     src_ctl, dst_ctl = os.path.join(tmp, "src.sock"), os.path.join(tmp, "dst.sock")
     path = os.path.join(tmp, "vm.ckpt")
-    src = Proc(procs, "vmhop-run", [args.vmhop, "run", "--kernel", args.guest,
-                                     "--memory", sc.memory, "--cpus", str(sc.cpus),
-                                     "--serial", "stdio", "--control", src_ctl,
-                                     "--cmdline", sc.params])
+    src = Proc(procs, "vmhop-run", vmbench.vmhop_run_cmd(args.vmhop, args.guest, sc.memory,
+                                                         sc.cpus, src_ctl, sc.params))
     create = dst = None
     try:
         seq0 = wait_ready(src, sc, args)
@@ -170,16 +134,9 @@ def run_vmhop(args, sc, tmp, procs):
         create = Proc(procs, "snapshot-create", [args.vmhop, "snapshot", "create",
                                                   "--control", src_ctl, "--output", path,
                                                   "--json"])
-        rc = create.wait(args.checkpoint_timeout)
-        wall = (time.monotonic() - t0) * 1000.0
-        if rc is None:
-            raise RunFailed("snapshot create not done within %g s" % args.checkpoint_timeout)
-        create.out.thread.join(timeout=5)
-        create.err.thread.join(timeout=5)
-        lines = [l for l in create.out.data.decode(errors="replace").splitlines() if l.strip()]
-        try:
-            reply = json.loads(lines[-1])
-        except (IndexError, ValueError):
+        rc, wall, reply, _ = vmbench.json_result(create, t0, args.checkpoint_timeout,
+                                                 "snapshot create")
+        if reply is None:
             raise RunFailed("snapshot create (status %d) printed no JSON reply: %s" % (
                 rc, create.err.data.decode(errors="replace").strip()))
         r = reply.get("return") if isinstance(reply.get("return"), dict) else reply
@@ -233,20 +190,14 @@ def run_vmhop(args, sc, tmp, procs):
         e.procs = [p for p in (src, create, dst) if p]
         raise
     finally:
-        for p in (create, src, dst):
-            if p:
-                p.stop()
+        vmbench.close_all((), (create, src, dst))
 
 
 # ---------------------------------------------------------------- QEMU
 
 def qemu_cmd(args, sc, qmp, incoming=None):
-    params = ("%s smp=%d" % (sc.params, sc.cpus)).strip()
-    cmd = [args.qemu, "-machine", "pc,accel=kvm", "-cpu", "qemu64",
-           "-m", sc.memory, "-smp", str(sc.cpus), "-nodefaults", "-no-user-config",
-           "-display", "none", "-serial", "stdio", "-no-reboot",
-           "-qmp", "unix:%s,server=on,wait=off" % qmp,
-           "-kernel", args.guest, "-append", params]
+    cmd = vmbench.qemu_cmd(args.qemu, "pc,accel=kvm", sc.memory, sc.cpus, qmp, args.guest,
+                           ("%s smp=%d" % (sc.params, sc.cpus)).strip())
     if incoming:
         cmd += ["-incoming", incoming]
     return cmd
@@ -277,18 +228,8 @@ def run_qemu(args, sc, tmp, procs):
         if args.qemu_mode == "paused":
             qs.cmd("stop")
         qs.cmd("migrate", uri=uri)
-        while True:
-            info = qs.cmd("query-migrate")
-            status = info.get("status")
-            if status == "completed":
-                break
-            if status in ("failed", "cancelled"):
-                raise RunFailed("QEMU migrate to file %s: %s" % (status, info.get("error-desc", "")))
-            if time.monotonic() - t0 > args.checkpoint_timeout:
-                qs.cmd("migrate_cancel")
-                raise RunFailed("QEMU migrate to file not done within %g s (status %s)"
-                                % (args.checkpoint_timeout, status))
-            time.sleep(POLL)
+        info = vmbench.wait_migration(qs, "completed", t0, args.checkpoint_timeout, POLL,
+                                      what="QEMU migrate to file", not_yet="done")
         t_done = time.monotonic()
         # Stopped (paused mode) or postmigrate (live mode): run the guest again.
         qs.cmd("cont")
@@ -350,12 +291,7 @@ def run_qemu(args, sc, tmp, procs):
         e.procs = [p for p in (src, dst) if p]
         raise
     finally:
-        for q in (qs, qd):
-            if q:
-                q.close()
-        src.stop()
-        if dst:
-            dst.stop()
+        vmbench.close_all((qs, qd), (src, dst))
 
 
 # ---------------------------------------------------------------- report
@@ -376,46 +312,25 @@ KEYS = ("ckpt_ms", "pause_ms", "bytes", "run_ms", "hb_ms")
 
 def series(name, fn, args, sc, procs):
     """N runs of one VMM; returns (medians dict or None, failed?)."""
-    print("%s:" % name, flush=True)
-    print(HEADER, flush=True)
-    results = []
-    for i in range(args.runs):
-        tmp = tempfile.mkdtemp(prefix="bench-snapshot-", dir=args.dir)
-        try:
-            results.append(fn(args, sc, tmp, procs))
-            print(fmt_row("run %d" % (i + 1), results[-1]), flush=True)
-        except (RunFailed, OSError, ValueError, KeyError) as e:
-            why = e if isinstance(e, RunFailed) else "%s: %s" % (type(e).__name__, e)
-            print("  run %d: FAILED: %s" % (i + 1, why), flush=True)
-            for p in getattr(e, "procs", []):
-                for line in p.dump():
-                    print(line)
-            return None, True
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    med = {k: statistics.median(r[k] for r in results) for k in KEYS}
+    results = vmbench.series(name, HEADER, args.runs, lambda tmp: fn(args, sc, tmp, procs),
+                             fmt_row, "bench-snapshot-", args.dir)
+    if results is None:
+        return None, True
+    med = vmbench.medians(results, KEYS)
     print("  median  %9.1f %9.1f %9s %9.2f %9.1f %9.1f" % (
         med["ckpt_ms"], med["pause_ms"], "", med["bytes"] / MIB, med["run_ms"], med["hb_ms"]),
         flush=True)
     return med, False
 
 
-def ratio(a, b):
-    return a / b if b else float("inf")
-
-
 def summary(sc, v, q, qnote):
     print("  %s (%s):" % (sc.name, sc.what))
-    print("    %-6s %10s %10s %10s %10s %10s" % ("", "ckpt ms", "pause ms", "size MiB",
-                                                 "run ms", "hb ms"))
-    for name, m in (("vmhop", v), ("qemu", q)):
-        if m:
-            print("    %-6s %10.1f %10.1f %10.2f %10.1f %10.1f" % (
-                name, m["ckpt_ms"], m["pause_ms"], m["bytes"] / MIB, m["run_ms"], m["hb_ms"]))
-        else:
-            print("    %-6s %10s" % (name, "-"))
-    if qnote:
-        print("    qemu: %s" % qnote)
+    vmbench.print_medians("    ", [("ckpt ms", "%10.1f", lambda m: m["ckpt_ms"]),
+                                   ("pause ms", "%10.1f", lambda m: m["pause_ms"]),
+                                   ("size MiB", "%10.2f", lambda m: m["bytes"] / MIB),
+                                   ("run ms", "%10.1f", lambda m: m["run_ms"]),
+                                   ("hb ms", "%10.1f", lambda m: m["hb_ms"])],
+                          v, q, qnote)
     if v:
         print("    target restore <= 50 ms to running vCPUs: %s (%.1f ms)"
               % (verdict(v["run_ms"] <= 50), v["run_ms"]))
@@ -434,22 +349,7 @@ def summary(sc, v, q, qnote):
         print("    target checkpoint <= 0.5x qemu: not computed (needs both)")
 
 
-def print_load(when):
-    """The guests' vCPUs poll: other work on the machine skews every number."""
-    try:
-        l1, l5, l15 = os.getloadavg()
-    except OSError:
-        return
-    ncpu = os.cpu_count() or 1
-    print("load average %s: %.2f %.2f %.2f on %d CPUs%s" % (
-        when, l1, l5, l15, ncpu,
-        " (busy: other work shares the CPUs, the numbers are noisy)" if l1 > 0.5 * ncpu else ""),
-        flush=True)
-
-
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    top = os.environ.get("VMHOP_BUILDDIR") or os.path.dirname(os.path.dirname(here))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3, metavar="N",
                    help="checkpoint+restore runs per VMM and scenario (default 3)")
@@ -458,20 +358,11 @@ def main():
     p.add_argument("--qemu-mode", choices=["paused", "live"], default="paused",
                    help="QEMU checkpoint: stop, migrate, cont (paused, default: what vmhop "
                    "does) or migrate the running guest, then cont (live)")
-    p.add_argument("--vmhop", metavar="PATH",
-                   default=os.environ.get("VMHOP") or os.path.join(top, "vmhop"),
-                   help="the vmhop binary (default: $VMHOP, else the build tree's)")
-    p.add_argument("--qemu", metavar="PATH",
-                   default=shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
-                   help="QEMU binary (default qemu-system-x86_64 on PATH)")
-    p.add_argument("--guest", metavar="PATH",
-                   default=os.path.join(top, "tests", "guest", "guest.elf"),
-                   help="the test guest ELF (default: the build tree's)")
+    vmbench.add_binary_args(p)
     p.add_argument("--dir", metavar="DIR", default=None,
                    help="where the checkpoint files go (default: $TMPDIR or /tmp); "
                    "each run's file is deleted after it")
-    p.add_argument("--skip-qemu", action="store_true", help="measure vmhop only")
-    p.add_argument("--skip-vmhop", action="store_true", help="measure QEMU only")
+    vmbench.add_skip_args(p)
     p.add_argument("--boot-timeout", type=float, default=60.0, metavar="S",
                    help="seconds to the first heartbeat, after boot or restore (default 60)")
     p.add_argument("--checkpoint-timeout", type=float, default=120.0, metavar="S",
@@ -481,18 +372,11 @@ def main():
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    if not os.path.exists(args.guest):
-        sys.exit("bench-snapshot: %s not found (run make first)" % args.guest)
-    if not args.skip_vmhop and not os.path.exists(args.vmhop):
-        sys.exit("bench-snapshot: %s not found (run make first)" % args.vmhop)
-    run_qemu_too = not args.skip_qemu and shutil.which(args.qemu) is not None
+    run_qemu_too = vmbench.check_binaries(args, "bench-snapshot")
     scenarios = [s for s in SCENARIOS if args.scenario in ("all", s.name)]
 
-    # SIGTERM ends the script like Ctrl-C: the finally below stops every process.
-    signal.signal(signal.SIGTERM, on_sigterm)
     procs = []
-    failed = False
-    results = []
+    results = []  # (scenario, vmhop's medians, QEMU's, note), kept when interrupted
     print("checkpoint and restore: %s, %d runs each, files in %s; QEMU checkpoints %s"
           % (os.path.basename(args.guest), args.runs, args.dir or tempfile.gettempdir(),
              "a paused guest (stop, migrate to file, cont), like vmhop's default"
@@ -507,32 +391,27 @@ def main():
           "of the restored guest", flush=True)
     print("restore reads the file from the page cache (warm); the machine may be shared: "
           "timings are noisy", flush=True)
-    print_load("before the runs")
-    try:
+    print_load_when("before the runs")
+
+    def measure():
+        failed = False
         for sc in scenarios:
             print("\n== %s: %s\n   guest: %s" % (sc.name, sc.what, sc.params), flush=True)
-            v = q = None
-            qnote = None
-            if not args.skip_vmhop:
-                v, f = series("vmhop", run_vmhop, args, sc, procs)
-                failed |= f
-            if run_qemu_too:
-                q, f = series("qemu (%s)" % args.qemu_mode, run_qemu, args, sc, procs)
-                failed |= f
-            elif not args.skip_qemu:
-                qnote = "SKIP: %s not found" % args.qemu
+            v, q, qnote, f = vmbench.both_series(
+                args, run_qemu_too, lambda: series("vmhop", run_vmhop, args, sc, procs),
+                lambda: series("qemu (%s)" % args.qemu_mode, run_qemu, args, sc, procs))
+            failed |= f
             results.append((sc, v, q, qnote))
-    except KeyboardInterrupt:
-        print("\ninterrupted", flush=True)
-        failed = True
-    finally:
-        for pr in procs:
-            pr.stop()
+        return failed
+
+    # SIGTERM ends the script like Ctrl-C; every process is stopped either way.
+    failed, interrupted = vmbench.run_then_stop(procs, measure)
+    failed = failed or interrupted
 
     print("\nresult (medians of %d runs; QEMU checkpoints %s):" % (args.runs, args.qemu_mode))
     for sc, v, q, qnote in results:
         summary(sc, v, q, qnote)
-    print_load("after the runs")
+    print_load_when("after the runs")
     return 1 if failed else 0
 
 

@@ -269,12 +269,8 @@ def run_scenario(args, sc, transports, procs):
         for tr in transports:
             try:
                 r = one_run(args, sc, tr, procs)
-            except (RunFailed, OSError, ValueError, KeyError) as e:
-                why = e if isinstance(e, RunFailed) else "%s: %s" % (type(e).__name__, e)
-                print("  %-22s FAILED: %s" % (tr.label, why), flush=True)
-                for p in getattr(e, "procs", []):
-                    for line in p.dump():
-                        print(line)
+            except vmbench.RUN_ERRORS as e:
+                vmbench.print_failed("  %-22s" % tr.label, e)
                 fails[tr.name] += 1
                 continue
             r["round"] = i
@@ -284,9 +280,8 @@ def run_scenario(args, sc, transports, procs):
     for tr in transports:
         rs = results[tr.name]
         if rs:
-            meds[tr.name] = {k: statistics.median(r[k] for r in rs)
-                             for k in ("total_ms", "downtime_ms", "setup_ms", "bytes_sent",
-                                       "mib_s", "wall_ms")}
+            meds[tr.name] = vmbench.medians(rs, ("total_ms", "downtime_ms", "setup_ms",
+                                                 "bytes_sent", "mib_s", "wall_ms"))
             meds[tr.name]["by_round"] = {r["round"]: r["mib_s"] for r in rs}
             meds[tr.name]["note"] = ("  (%d of %d runs; %d failed)" % (
                 len(rs), args.runs, fails[tr.name]) if fails[tr.name] else "")
