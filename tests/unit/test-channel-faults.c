@@ -25,6 +25,8 @@
 
 #include "vmhop/channel.h"
 #include "vmhop/stream.h"
+
+#include "test-pattern.h"
 #include "test-stream-util.h"
 
 #define GENEROUS_MS	60000	/* must never be reached */
@@ -183,17 +185,6 @@ static void wrap(struct channel *c, const char *spec)
 
 enum { CHUNK = 1024 * 1024 };
 
-static void pattern(uint8_t *p, size_t n, uint32_t seed)
-{
-	uint32_t x = seed | 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
-
 struct sender {
 	struct channel *c;
 	uint64_t total;
@@ -213,7 +204,7 @@ static void *sender_main(void *arg)
 		s->rc = -ENOMEM;
 		return NULL;
 	}
-	pattern(buf, CHUNK, 0x5eed);
+	test_pattern(buf, CHUNK, 0x5eed);
 	s->rc = 0;
 	for (uint64_t i = 0; s->done < s->total && !s->rc; i++) {
 		size_t n = s->total - s->done < CHUNK ? (size_t)(s->total - s->done) : CHUNK;
@@ -510,7 +501,7 @@ static uint8_t *fault_data(void)
 {
 	uint8_t *p = malloc(FLEN);
 	ck_assert_ptr_nonnull(p);
-	pattern(p, FLEN, 0xfa17);
+	test_pattern(p, FLEN, 0xfa17);
 	return p;
 }
 

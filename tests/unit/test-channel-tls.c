@@ -23,6 +23,8 @@
 #include "vmhop/migrate.h"
 #include "vmhop/util.h"
 
+#include "test-pattern.h"
+
 #define GENEROUS_MS	20000	/* must never be reached */
 #define SHORT_MS	100	/* must be reached: the peer is silent */
 
@@ -75,17 +77,6 @@ static struct channel_tls_opts server_opts(void)
 static struct channel_tls_opts client_opts(void)
 {
 	return (struct channel_tls_opts){ .ca = ca, .cert = src_pem, .key = src_key };
-}
-
-static void fill(uint8_t *p, size_t n, uint32_t seed)
-{
-	uint32_t x = seed | 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
 }
 
 static uint64_t checksum(const uint8_t *p, size_t n)
@@ -214,8 +205,8 @@ START_TEST(tls_round_trip)
 	tls_pair(&a, &b);
 	uint8_t *out_a = malloc(LEN), *out_b = malloc(LEN), *in_a = malloc(LEN), *in_b = malloc(LEN);
 	ck_assert(out_a && out_b && in_a && in_b);
-	fill(out_a, LEN, 0x1234);
-	fill(out_b, LEN, 0xbeef);
+	test_pattern(out_a, LEN, 0x1234);
+	test_pattern(out_b, LEN, 0xbeef);
 	/* One direction at a time: a session is used by one thread at once. */
 	struct writer wa = { .c = &a, .buf = out_a, .len = LEN, .rc = 1 };
 	struct writer wb = { .c = &b, .buf = out_b, .len = LEN, .rc = 1 };
@@ -542,7 +533,7 @@ START_TEST(tls_slow_reader)
 	size_t len = 4 * LEN;
 	uint8_t *out = malloc(len), *in = malloc(len);
 	ck_assert(out && in);
-	fill(out, len, 0x5157);
+	test_pattern(out, len, 0x5157);
 	struct writer w = { .c = &a, .buf = out, .len = len, .rc = 1 };
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, writer_main, &w), 0);
@@ -637,7 +628,7 @@ START_TEST(unix_round_trip)
 	channel__set_timeout(&s, GENEROUS_MS);
 	uint8_t *out = malloc(LEN), *in = malloc(LEN);
 	ck_assert(out && in);
-	fill(out, LEN, 77);
+	test_pattern(out, LEN, 77);
 	struct writer w = { .c = &c, .buf = out, .len = LEN, .rc = 1 };
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, writer_main, &w), 0);

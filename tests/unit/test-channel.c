@@ -13,6 +13,8 @@
 
 #include "vmhop/channel.h"
 
+#include "test-pattern.h"
+
 #define LOOPBACK	"tcp:127.0.0.1:0"
 #define GENEROUS_MS	10000	/* must never be reached */
 #define SHORT_MS	100	/* must be reached: the peer is silent */
@@ -59,17 +61,6 @@ static const char *parse_bad(const char *uri, bool listen, struct err *e)
 	ck_assert_int_eq(e->code, EINVAL);
 	ck_assert_msg(strstr(e->msg, uri) != NULL, "%s: message does not name it: %s", uri, e->msg);
 	return e->msg;
-}
-
-static void fill(uint8_t *p, size_t n, uint32_t seed)
-{
-	uint32_t x = seed | 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
 }
 
 /* ---- addresses ---------------------------------------------------------- */
@@ -258,8 +249,8 @@ START_TEST(full_duplex)
 	uint8_t *out_a = malloc(DUPLEX_LEN), *out_b = malloc(DUPLEX_LEN);
 	uint8_t *in_a = malloc(DUPLEX_LEN), *in_b = malloc(DUPLEX_LEN);
 	ck_assert(out_a && out_b && in_a && in_b);
-	fill(out_a, DUPLEX_LEN, 0x1234);
-	fill(out_b, DUPLEX_LEN, 0xbeef);
+	test_pattern(out_a, DUPLEX_LEN, 0x1234);
+	test_pattern(out_b, DUPLEX_LEN, 0xbeef);
 
 	struct writer w = { .c = &a, .buf = out_a, .len = DUPLEX_LEN, .rc = 1 };
 	pthread_t t;
@@ -311,7 +302,7 @@ START_TEST(read_full_assembles)
 	connect_pair(&a, &b);
 	enum { LEN = 1024 * 1024 };
 	uint8_t *out = malloc(LEN), *in = malloc(LEN);
-	fill(out, LEN, 77);
+	test_pattern(out, LEN, 77);
 	struct writer w = { .c = &a, .buf = out, .len = LEN, .rc = 1 };
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, writer_main, &w), 0);

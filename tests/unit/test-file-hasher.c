@@ -17,17 +17,13 @@
 #include "vmhop/stream.h"
 #include "vmhop/util.h"
 
+#include "test-pattern.h"
+
 static uint8_t *pattern(size_t n, uint32_t seed)
 {
 	uint8_t *p = malloc(n ? n : 1);
 	ck_assert_ptr_nonnull(p);
-	uint32_t x = seed | 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
+	test_pattern(p, n, seed);
 	return p;
 }
 
