@@ -3,9 +3,11 @@ guest runs while its pages are still in the checkpoint file. A checkpoint
 or a migration of the restored VM taken at once must still hold every page
 (the guest verifies its memory after each move); a corrupt memory page is
 refused before any guest starts; a chain restores lazily; --fill eager
-gives the same guest."""
+gives the same guest. A file cut short while the guest runs with pages
+still in it stops the VM as crashed, naming the page (no SIGBUS, no hang)."""
 import os
 import re
+import shutil
 import struct
 import time
 
@@ -191,6 +193,24 @@ def test(ctx):
     r6.wait_line(r"^HB seq=")
     filled_lazily(r6, "chain restore")
     finish(r6, "chain restored lazily")
+
+    # The file cut short under a running guest whose pages are still in it
+    # (filled on first touch only): the shutdown makes the guest check all
+    # of its memory, the first page past the cut cannot be filled, and the
+    # VM stops as crashed with the reason instead of dying of SIGBUS.
+    cut = ctx.path("cut.vmhop")
+    shutil.copy(cp, cut)
+    r10 = restore(ctx, "r10", cut, defer=True)
+    r10.wait_line(r"^HB seq=", after=1)
+    os.truncate(cut, 1 << 20)
+    r10.ctl("shutdown")
+    rc = r10.wait_exit()
+    err = r10.stderr()
+    t.check(rc not in (0, None) and rc > 0 and "filling guest page" in err and
+            "did the file change during the restore" in err,
+            f"a file cut short under the running guest stops it, naming the page (exit {rc}: "
+            f"{err.strip().splitlines()[-1] if err.strip() else ''})")
+    t.check(not r10.lines(r"^VERDICT PASS"), "the guest does not get to verify PASS")
 
 
 t.main(test)
