@@ -9,7 +9,7 @@
 
 static const char *const phases[] = { "hello", "round1", "disk", "precopy", "diskround",
 				      "stopcopy", "ready", "go" };
-static const char *const actions[] = { "cut", "stall", "kill", "delay" };
+static const char *const actions[] = { "cut", "stall", "kill", "delay", "stray" };
 
 static bool one_of(const char *s, size_t len, const char *const *set, size_t n)
 {
@@ -46,9 +46,15 @@ int mig_fault__check(const char *spec, struct err *e)
 		       !channel_phase(spec, (size_t)(colon - spec))) ||
 	    !one_of(colon + 1, strlen(colon + 1), actions, sizeof(actions) / sizeof(*actions)))
 		return err__set(e, EINVAL, "fault '%s': expected PHASE:ACTION with PHASE one of "
-				"hello, round1, disk, precopy, diskround, stopcopy, ready, go, channel1..channel15 and ACTION cut, stall, kill or delay",
+				"hello, round1, disk, precopy, diskround, stopcopy, ready, go, channel1..channel15 and ACTION cut, stall, kill, delay or stray",
 				spec);
 	return 0;
+}
+
+bool mig_fault__is(const char *spec, const char *phase, const char *action)
+{
+	size_t n = strlen(phase);
+	return spec && !strncmp(spec, phase, n) && spec[n] == ':' && !strcmp(spec + n + 1, action);
 }
 
 int mig_fault__at(const char *spec, const char *phase, struct channel *c,

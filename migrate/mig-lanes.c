@@ -165,11 +165,19 @@ static int lane_send_run(void *opaque, uint64_t first, uint64_t count)
 	struct mig_lane *ln = opaque;
 	if (aborted(ln->m))
 		return -ECANCELED;
+	char phase[16];
+	snprintf(phase, sizeof(phase), "channel%u", ln->index);
+	/* Test hook: the first pages go as the neighbouring group's, which
+	 * belongs to another channel. */
+	if (!ln->faulted && mig_fault__is(ln->m->p.fault, phase, "stray")) {
+		if (first + MIG_LANE_PAGES + count <= ln->ram->npages)
+			first += MIG_LANE_PAGES;
+		else if (first >= MIG_LANE_PAGES)
+			first -= MIG_LANE_PAGES;
+	}
 	int rc = stream__mem_write_range(&ln->w, &ln->enc, ln->ram, first, count);
 	if (!rc && !ln->faulted) {
-		char phase[16];
 		ln->faulted = true;
-		snprintf(phase, sizeof(phase), "channel%u", ln->index);
 		if ((rc = stream__flush(&ln->w)) == 0 && (rc = stream_stage__flush(&ln->stage)) == 0 &&
 		    (rc = mig_fault__at(ln->m->p.fault, phase, &ln->ch, ln->m->p.io_timeout_ms, &ln->e)) < 0)
 			ln->io_err = rc;
@@ -372,6 +380,11 @@ static void *reader_thread(void *arg)
 		}
 		channel__close(&dl->ch);
 		pthread_mutex_unlock(&dl->lock);
+		/* The main receiver may be waiting for the first channel's next
+		 * bytes while the source waits there to hear why: end its reading
+		 * (not its writing) so that it gives up and says why. */
+		if (in->ch.fd >= 0 && in->ch.kind != CHANNEL_RDMA)
+			(void)shutdown(in->ch.fd, SHUT_RD);
 	}
 	return NULL;
 }

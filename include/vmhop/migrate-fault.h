@@ -7,10 +7,13 @@
  * the destination sent it), go (the source sent go / the destination got it).
  * Actions: cut (drop the connection), stall (go silent for the I/O timeout
  * plus a second, then carry on), kill (SIGKILL this process), delay (wait
- * half a second: lets a test order events between the two sides). */
+ * half a second: lets a test order events between the two sides), stray
+ * (channelN on the source only: that channel's first pages are sent as
+ * pages of another channel's group, which the destination must refuse). */
 #ifndef VMHOP_MIGRATE_FAULT_H
 #define VMHOP_MIGRATE_FAULT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmhop/channel.h"
@@ -25,5 +28,8 @@ int mig_fault__check(const char *spec, struct err *e);
  * -ECONNABORTED after a cut (the caller fails here), 0 otherwise. */
 int mig_fault__at(const char *spec, const char *phase, struct channel *c,
 		  uint64_t io_timeout_ms, struct err *e);
+/* Whether the spec is exactly PHASE:ACTION (for actions the caller itself
+ * carries out, like stray). */
+bool mig_fault__is(const char *spec, const char *phase, const char *action);
 
 #endif

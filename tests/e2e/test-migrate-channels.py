@@ -2,7 +2,8 @@
 connections and over 2 TLS ones, verifying PASS on the destination with
 consecutive heartbeats; every channel carried pages and the per-channel
 statistics add up. A cut of any one channel, the first or a further one, on
-either side, fails the whole migration cleanly: migrate-send names the
+either side, fails the whole migration cleanly, as does a source that sends
+pages on a channel that does not own them: migrate-send names the
 channel, the destination runs nothing and exits non-zero, and the guest keeps
 running on the source, verifying PASS at the end. So does a connection that
 claims to be a further channel without the migration's token."""
@@ -131,15 +132,18 @@ def test(ctx):
     src = ctx.run_vm(["--kernel", t.GUEST, "--cpus", "2", "--memory", "512M", "--cmdline", GUEST],
                      name="src-cut", env=HOOKS)
     src.wait_line(r"^HB seq=5\b")
-    cases = [("source", "round1", "cut at round1"), ("source", "channel1", "cut at channel1"),
-             ("source", "channel2", "cut at channel2"), ("source", "channel3", "cut at channel3"),
-             ("destination", "channel2", "channel")]
-    for side, phase, words in cases:
-        label = f"{phase} cut on the {side}"
-        env = dict(HOOKS, VMHOP_MIGRATE_FAULT=f"{phase}:cut")
-        dst = ctx.recv_vm(IO, name=f"dst-{side}-{phase}", env=env if side == "destination" else HOOKS)
+    cases = [("source", "round1", "cut", "cut at round1"), ("source", "channel1", "cut", "cut at channel1"),
+             ("source", "channel2", "cut", "cut at channel2"), ("source", "channel3", "cut", "cut at channel3"),
+             ("destination", "channel2", "cut", "channel"),
+             # a source that sends a page group on a channel that does not own it
+             ("source", "channel2", "stray", "belong to another channel")]
+    for side, phase, action, words in cases:
+        label = f"{phase} {action} on the {side}"
+        env = dict(HOOKS, VMHOP_MIGRATE_FAULT=f"{phase}:{action}")
+        dst = ctx.recv_vm(IO, name=f"dst-{side}-{phase}-{action}",
+                          env=env if side == "destination" else HOOKS)
         rc, s, err = ctx.migrate(src, dst.uri, IO + ["--channels", "4"],
-                                 env={"VMHOP_MIGRATE_FAULT": f"{phase}:cut"} if side == "source" else None)
+                                 env={"VMHOP_MIGRATE_FAULT": f"{phase}:{action}"} if side == "source" else None)
         why = (s or {}).get("error", "")
         t.check(rc == 1 and s["status"] == "failed" and words in why,
                 f"{label}: the whole migration fails, naming it ({why})")

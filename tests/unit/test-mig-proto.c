@@ -744,15 +744,23 @@ START_TEST(fault_check)
 
 	setenv(MIGRATE_TEST_HOOKS_ENV, "1", 1);
 	static const char *const phases[] = { "hello", "round1", "precopy", "stopcopy", "ready", "go" };
-	static const char *const actions[] = { "cut", "stall", "kill", "delay" };
+	static const char *const actions[] = { "cut", "stall", "kill", "delay", "stray" };
 	for (size_t p = 0; p < 6; p++)
-		for (size_t a = 0; a < 4; a++) {
+		for (size_t a = 0; a < 5; a++) {
 			char spec[32];
 			snprintf(spec, sizeof(spec), "%s:%s", phases[p], actions[a]);
 			err__clear(&e);
 			ck_assert_msg(mig_fault__check(spec, &e) == 0, "%s: %s", spec, e.msg);
 		}
 	ck_assert_int_eq(mig_fault__check("", &e), 0);
+	ck_assert_int_eq(mig_fault__check("channel2:stray", &e), 0);
+	/* Exactly PHASE:ACTION, for the actions the caller carries out. */
+	ck_assert(mig_fault__is("channel2:stray", "channel2", "stray"));
+	ck_assert(!mig_fault__is("channel2:stray", "channel1", "stray"));
+	ck_assert(!mig_fault__is("channel2:stray", "channel", "stray"));
+	ck_assert(!mig_fault__is("channel2:cut", "channel2", "stray"));
+	ck_assert(!mig_fault__is("channel2:strayx", "channel2", "stray"));
+	ck_assert(!mig_fault__is(NULL, "channel2", "stray"));
 
 	static const char *const bad[] = {
 		"hello", "hello:", ":cut", ":", "bogus:cut", "hello:explode", "hello:cut:cut",
