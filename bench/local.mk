@@ -66,6 +66,9 @@ bench-diskcopy: vmhop$(EXEEXT) tests/guest/guest.elf
 # makes a test CA with contrib/make-test-ca.sh. Options: make bench-transport
 # BENCH_TRANSPORT_ARGS="--scenario bulk --runs 5".
 EXTRA_DIST += bench/transport/run.py
+# bench/transport/threads.py: each thread's CPU over one bulk migration, tcp:
+# beside tls: (run directly, see its --help).
+EXTRA_DIST += bench/transport/threads.py
 bench-transport: vmhop$(EXEEXT) tests/guest/guest.elf
 	$(PYTHON3) $(srcdir)/bench/transport/run.py --vmhop $(abs_top_builddir)/vmhop$(EXEEXT) \
 		--guest $(abs_top_builddir)/tests/guest/guest.elf $(BENCH_TRANSPORT_ARGS)
