@@ -183,6 +183,19 @@ static int mem_header(struct stream_reader *r, const struct stream_rec *rec,
 	return 0;
 }
 
+/* A MEM record read to its end: its CRC checked, counted, and its page
+ * range kept for the caller. */
+static int record_end(struct stream_reader *r, struct stream_mem_dec *dec, uint64_t first,
+		      uint32_t count)
+{
+	if (stream__rec_close(r))
+		return r->error;
+	dec->stats.records++;
+	dec->last_first_pfn = first;
+	dec->last_count = count;
+	return 0;
+}
+
 int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
 		     struct stream_mem_dec *dec, const struct stream_mem_dst *dst)
 {
@@ -215,12 +228,7 @@ int stream__mem_read(struct stream_reader *r, const struct stream_rec *rec,
 		dec->stats.pages[k]++;
 		i++;
 	}
-	if (stream__rec_close(r))
-		return r->error;
-	dec->stats.records++;
-	dec->last_first_pfn = first;
-	dec->last_count = count;
-	return 0;
+	return record_end(r, dec, first, count);
 }
 
 int stream__mem_scan(struct stream_reader *r, const struct stream_rec *rec,
@@ -255,10 +263,5 @@ int stream__mem_scan(struct stream_reader *r, const struct stream_rec *rec,
 						   (unsigned long long)(first + j - 1));
 		i = j;
 	}
-	if (stream__rec_close(r))
-		return r->error;
-	dec->stats.records++;
-	dec->last_first_pfn = first;
-	dec->last_count = count;
-	return 0;
+	return record_end(r, dec, first, count);
 }

@@ -3,6 +3,7 @@
 
 Tests print one `ok - ...` line per check and exit 0 (pass), 77 (skip, only
 when /dev/kvm is absent) or 1 (fail, with the reason on the last line)."""
+import contextlib
 import json
 import os
 import re
@@ -75,6 +76,22 @@ class Ctx:
 
     def path(self, name):
         return os.path.join(self.tmp, name)
+
+    @contextlib.contextmanager
+    def small_tmpfs(self, name, size):
+        """A tmpfs of `size` (mount's size=, e.g. "2m") at path(name), to
+        fill up; yields its path, or None after a SKIP line where no tmpfs
+        can be mounted. Unmounted when the block ends."""
+        mnt = self.path(name)
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mnt]).returncode:
+            print("SKIP (this part): cannot mount a tmpfs here", flush=True)
+            yield None
+            return
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", "-l", mnt])
 
     def run_vm(self, args, serial=True, control=True, name=None, env=None):
         """Starts `vmhop run ARGS` with a serial log and a control socket."""
