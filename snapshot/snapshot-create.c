@@ -9,7 +9,6 @@
 #include "snapshot/snapshot-internal.h"
 #include "vmhop/dirty-log.h"
 #include "vmhop/ram-extents.h"
-#include "vmhop/release.h"
 #include "vmhop/section.h"
 #include "vmhop/snapshot.h"
 #include "vmhop/stream.h"
@@ -81,18 +80,11 @@ static int writer_err(struct ckpt_write *c, int r, const char *what, struct err 
 static int ckpt_write__open(struct ckpt_write *c, int fd, bool compress, struct err *e)
 {
 	memset(c, 0, sizeof(*c));
-	struct release_matrix m;
-	struct release_policy pol;
-	int r = release__policy(&m, &pol, e);
-	if (!r && !(r = ckpt_out__open(&c->out, fd, NULL, e)))
-		c->have_out = true;
+	int r = ckpt_out__open(&c->out, fd, NULL, e);
 	if (!r) {
+		c->have_out = true;
 		c->have_writer = true;
-		r = stream__writer_init_release(&c->w, &c->out.io, &pol,
-						STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE, true);
-		if (r < 0)
-			return writer_err(c, r, "stream writer", e);
-		stream__writer_digest_from(&c->w, &c->out.digest);
+		r = ckpt_out__writer(&c->out, &c->out.io, &c->w, e);
 	}
 	struct stream_mem_enc_opts eo = { .compress = compress, .detect_zero = true };
 	if (!r && !(r = stream__mem_enc_init(&c->enc, &eo, e)))
@@ -101,7 +93,7 @@ static int ckpt_write__open(struct ckpt_write *c, int fd, bool compress, struct 
 }
 
 /* Configuration, chain, disks, then all of memory, or only the pages in
- * `dirty` for an incremental one, then the devices. */
+ * `dirty` for an incremental one, then the devices, the index and END. */
 static int ckpt_write__body(struct ckpt_write *c, struct vm *vm, bool include_disks,
 			    struct snapshot_chain_info *chain, const uint64_t *dirty,
 			    struct err *e)
@@ -122,15 +114,9 @@ static int ckpt_write__body(struct ckpt_write *c, struct vm *vm, bool include_di
 					  write_populated(vm, w, &c->enc, &ram, e), "writing memory", e);
 	if (!r)
 		r = section__save_except(reg, w, VM_SECTION_CONFIG, e);
-	/* Out of the writer's buffer: the hasher may start on all of it. */
 	if (!r)
-		r = writer_err(c, stream__flush(w), "writing the checkpoint", e);
+		r = writer_err(c, stream__finish(w), "writing the end", e);
 	return r;
-}
-
-static int ckpt_write__finish(struct ckpt_write *c, struct err *e)
-{
-	return writer_err(c, stream__finish(&c->w), "writing the end", e);
 }
 
 static void ckpt_write__close(struct ckpt_write *c, struct snapshot_stats *st)
@@ -209,13 +195,11 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 			writing = true;
 			r = ckpt_write__open(&cw, fd, o->compress, e);
 		}
-		if (!r)
-			r = ckpt_write__body(&cw, vm, o->include_disks, &chain, dirty, e);
 		/* Paused until the digest is done too: the guest's vCPUs would
 		 * take the CPUs its threads need, and the checkpoint would take
 		 * longer as a whole. */
 		if (!r)
-			r = ckpt_write__finish(&cw, e);
+			r = ckpt_write__body(&cw, vm, o->include_disks, &chain, dirty, e);
 	}
 	/* Still paused at the checkpoint's instant: the next incremental one
 	 * counts from here. If this one fails after all, there is no base to

@@ -145,6 +145,11 @@ struct ckpt_out {
 };
 int ckpt_out__open(struct ckpt_out *o, int fd, struct stream_stage *stage, struct err *e);
 int ckpt_out__sink(void *opaque, const void *buf, size_t len);
+/* The checkpoint's stream writer over io (o's own, or a stage sinking into
+ * it): this release's format, the tree digest taken by o's hasher. Free w
+ * afterwards, also after a failure. */
+int ckpt_out__writer(struct ckpt_out *o, struct stream_io *io, struct stream_writer *w,
+		     struct err *e);
 void ckpt_out__close(struct ckpt_out *o);
 
 /* The live write into an open file (snapshot-live.c): returns with the VM

@@ -10,7 +10,6 @@
 #include "snapshot/snapshot-internal.h"
 #include "vmhop/dirty-log.h"
 #include "vmhop/ram-extents.h"
-#include "vmhop/release.h"
 #include "vmhop/section.h"
 #include "vmhop/snapshot.h"
 #include "vmhop/stream.h"
@@ -79,24 +78,17 @@ int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_c
 			 struct err *e)
 {
 	struct live l = { .vm = vm, .e = e };
-	struct release_matrix m;
-	struct release_policy pol;
 	l.ram = (struct stream_ram){ .host = vm->mem.base, .npages = vm->mem.nr_pages };
 	dirty_log__init(&l.dl, &vm->mem, vm->vm_fd);
-	int rc = release__policy(&m, &pol, e);
 	bool out = false, writer = false, encoder = false, logging = false, paused = false;
-	if (!rc && !(rc = ckpt_out__open(&l.out, fd, &l.stage, e)))
+	int rc = ckpt_out__open(&l.out, fd, &l.stage, e);
+	if (!rc)
 		out = true;
 	if (!rc && stream_stage__init(&l.stage, STAGE_SIZE, ckpt_out__sink, &l.out) < 0)
 		rc = err__set(e, ENOMEM, "out of memory");
 	if (!rc) {
 		writer = true;
-		if ((rc = stream__writer_init_release(&l.w, &l.stage.io, &pol,
-						      STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE,
-						      true)))
-			rc = writer_err(&l, rc);
-		else
-			stream__writer_digest_from(&l.w, &l.out.digest);
+		rc = ckpt_out__writer(&l.out, &l.stage.io, &l.w, e);
 	}
 	struct stream_mem_enc_opts eo = { .compress = compress, .detect_zero = true };
 	if (!rc && !(rc = stream__mem_enc_init(&l.enc, &eo, e)))

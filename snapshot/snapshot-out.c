@@ -7,6 +7,7 @@
 
 #include "snapshot/snapshot-internal.h"
 #include "vmhop/file-hasher.h"
+#include "vmhop/release.h"
 #include "vmhop/util.h"
 
 static void wrote(struct ckpt_out *o, size_t n)
@@ -58,6 +59,25 @@ int ckpt_out__open(struct ckpt_out *o, int fd, struct stream_stage *stage, struc
 	o->io = (struct stream_io){ .write = out_write, .opaque = o };
 	o->digest = (struct stream_digest_source){ .final = digest_final, .opaque = o };
 	return file_hasher__start(&o->hasher, fd, e);
+}
+
+int ckpt_out__writer(struct ckpt_out *o, struct stream_io *io, struct stream_writer *w,
+		     struct err *e)
+{
+	struct release_matrix m;
+	struct release_policy pol;
+	int rc = release__policy(&m, &pol, e);
+	if (rc < 0) {
+		memset(w, 0, sizeof(*w));	/* freeing it is harmless */
+		return rc;
+	}
+	rc = stream__writer_init_release(w, io, &pol, STREAM_FEAT_DIGEST | STREAM_FEAT_DIGEST_TREE,
+					 true);
+	if (rc < 0)
+		return err__set(e, w->err.code ? w->err.code : -rc, "%s",
+				w->err.code ? w->err.msg : "stream writer");
+	stream__writer_digest_from(w, &o->digest);
+	return 0;
 }
 
 void ckpt_out__close(struct ckpt_out *o)
