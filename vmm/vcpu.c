@@ -239,6 +239,12 @@ static bool handle_exit(struct vcpu *v)
 static bool park_if_requested(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
+	/* State read while an I/O exit is unfinished would be mid-instruction
+	 * (KVM's api.rst: complete it before migrating). With immediate_exit
+	 * left set, the next KVM_RUN finishes it and returns EINTR without
+	 * running guest code; the vCPU parks after that. */
+	if (vm->pause_req && v->io_pending && !vm__state_ended(vm->state))
+		return true;
 	if (vm->pause_req && !vm__state_ended(vm->state)) {
 		vm->nr_parked++;
 		pthread_cond_broadcast(&vm->cond);
@@ -272,6 +278,8 @@ static void *vcpu_thread(void *arg)
 		if (!go)
 			break;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR)
+				v->io_pending = false;
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu__throttle_sleep(v);
 				continue;
@@ -279,6 +287,8 @@ static void *vcpu_thread(void *arg)
 			crash(v, "KVM_RUN failed: %s", strerror(errno));
 			break;
 		}
+		v->io_pending = v->run->exit_reason == KVM_EXIT_IO ||
+				v->run->exit_reason == KVM_EXIT_MMIO;
 		if (!handle_exit(v))
 			break;
 	}

@@ -19,6 +19,8 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	bool throttle_pending;	/* under vm->lock: sleep before the next KVM_RUN */
+	bool io_pending;	/* vCPU thread only: the last exit was port or MMIO I/O, which
+			 * KVM finishes (RIP, an IN's RAX) in the next KVM_RUN */
 };
 
 int vcpu__create(struct vm *vm, unsigned id, struct vcpu **out, struct err *e);

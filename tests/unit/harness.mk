@@ -30,6 +30,12 @@ tests_unit_test_kvm_dirty_log_SOURCES = tests/unit/test-kvm-dirty-log.c $(KVM_HA
 tests_unit_test_kvm_dirty_log_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_kvm_dirty_log_LDADD = $(KVM_TEST_LDADD)
 
+# vmm/'s own VM and vCPU threads: a pause during a port I/O exit.
+check_PROGRAMS += tests/unit/test-vcpu-pause
+tests_unit_test_vcpu_pause_SOURCES = tests/unit/test-vcpu-pause.c $(KVM_HARNESS_SOURCES)
+tests_unit_test_vcpu_pause_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_vcpu_pause_LDADD = $(KVM_TEST_LDADD)
+
 # Pure bitmap helpers: no KVM needed, never skipped.
 check_PROGRAMS += tests/unit/test-kvm-dirty-bitmap
 tests_unit_test_kvm_dirty_bitmap_SOURCES = tests/unit/test-kvm-dirty-bitmap.c
@@ -39,4 +45,5 @@ tests_unit_test_kvm_dirty_bitmap_LDADD = $(VMHOP_LIBS) $(CHECK_LIBS)
 TESTS += \
 	tests/unit/test-kvm-harness \
 	tests/unit/test-kvm-dirty-log \
+	tests/unit/test-vcpu-pause \
 	tests/unit/test-kvm-dirty-bitmap
