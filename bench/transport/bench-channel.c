@@ -3,7 +3,7 @@
  * with the migration engine's write size (256 KiB) and the stream reader's
  * read size, and the CPU time each end spent. Not part of `make check`; the
  * VM-level numbers are bench/transport/run.py's.
- *   bench-channel --pki DIR [--size SIZE] [--runs N] */
+ *   bench-channel --pki DIR [--size MIB|SIZE] [--runs N] */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -135,15 +135,19 @@ int main(int argc, char **argv)
 	for (int ch; (ch = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
 		if (ch == 'p')
 			pki = optarg;
-		else if (ch == 's')
-			o.size = strtoull(optarg, NULL, 0) * MiB;
-		else if (ch == 'r')
+		else if (ch == 's') {
+			/* A bare number is MiB; "1G" and the like are sizes. */
+			if (util__parse_size(optarg, &o.size) < 0)
+				o.size = 0;
+			else if (optarg[strspn(optarg, "0123456789")] == '\0')
+				o.size *= MiB;
+		} else if (ch == 'r')
 			o.runs = atoi(optarg);
 		else
 			return 2;
 	}
-	if (!pki || !o.size || o.runs < 1 || o.runs > 50) {
-		fprintf(stderr, "usage: bench-channel --pki DIR [--size MIB] [--runs N]\n");
+	if (!pki || !o.size || o.size % WRITE_SIZE || o.runs < 1 || o.runs > 50) {
+		fprintf(stderr, "usage: bench-channel --pki DIR [--size MIB|SIZE (a multiple of 256K)] [--runs N]\n");
 		return 2;
 	}
 	snprintf(o.ca, sizeof(o.ca), "%s/ca.pem", pki);
