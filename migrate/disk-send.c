@@ -72,8 +72,9 @@ int disk_send__select(struct disk_send *ds, struct vm *vm, const struct migrate_
 		d->mode = p->incremental_disks && cfg->disks[i].gen[0] &&
 				  d->blk->track[BLK_TRACKER_ARRIVAL] ? DISK_INCREMENTAL : DISK_COPIED;
 		if (p->incremental_disks && d->mode != DISK_INCREMENTAL && !p->full_copy_fallback)
-			return err__set(e, EINVAL, "disk %s: no incremental copy possible (the disk did "
-					"not arrive here by a disk copy, so nothing records what changed); "
+			return err__set(e, EINVAL, "disk %s: no incremental copy possible: nothing "
+					"records what changed (the disk did not arrive here by a disk "
+					"copy, or its change record was dropped when the VM started); "
 					"allow a full copy with --full-copy-fallback", cfg->disks[i].id);
 		uint8_t rnd[16];
 		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))

@@ -1,7 +1,10 @@
+#define LOG_TAG "virtio-blk"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmhop/blk-changes.h"
+#include "vmhop/log.h"
 #include "vmhop/util.h"
 #include "vmhop/virtio-blk.h"
 #include "vmhop/vm.h"
@@ -124,7 +127,35 @@ static const struct virtio_dev_ops blk_ops = {
 	.handle_queue = blk_handle_queue,
 };
 
-int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *e)
+/* A VM booted on an image a VM that arrived by copy left behind takes its
+ * change record: the blocks written since the arrival, and the generation
+ * an incremental move back must match. */
+static int take_record(struct virtio_blk *blk, struct disk_config *dc, struct err *e)
+{
+	int r = blk_track__init(&blk->arrival, blk->disk->size, e);
+	if (r < 0)
+		return r;
+	struct err why = { 0 };
+	r = blk_changes__take(dc->path, blk->disk->fd, &blk->arrival, dc->gen, sizeof(dc->gen), &why);
+	if (r < 0) {
+		blk_track__free(&blk->arrival);
+		return err__set(e, -r, "disk %s: %s", dc->id, why.msg);
+	}
+	if (r == 0) {
+		if (why.msg[0])
+			pr_warn("disk %s: %s: dropped, a move back with --incremental-disks will "
+				"find no generation for it", dc->id, why.msg);
+		blk_track__free(&blk->arrival);
+		return 0;
+	}
+	pr_info("disk %s: %llu block(s) written since it arrived (generation %s), from %s%s",
+		dc->id, (unsigned long long)blk_track__count(&blk->arrival), dc->gen, dc->path,
+		BLK_CHANGES_SUFFIX);
+	blk->took_record = true;
+	return 0;
+}
+
+int virtio_blk__create(struct vm *vm, struct disk_config *dc, struct err *e)
 {
 	if (vm->nr_blk >= VM_MAX_DISKS)
 		return err__set(e, E2BIG, "disk %s: at most %d disks", dc->id, VM_MAX_DISKS);
@@ -141,13 +172,20 @@ int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *
 	c->capacity = blk->disk->size / DISK_SECTOR_SIZE;
 	/* A disk that arrived by copy keeps what changes from now on, so it
 	 * can move back by sending only that (migrate/disk-send.c). */
+	if (!dc->readonly && !dc->gen[0] && vm->cold_boot &&
+	    (r = take_record(blk, dc, e)) < 0) {
+		disk__close(blk->disk);
+		free(blk);
+		return r;
+	}
 	if (dc->gen[0] && !dc->readonly) {
-		if ((r = blk_track__init(&blk->arrival, blk->disk->size, e)) < 0) {
+		if (!blk->took_record && (r = blk_track__init(&blk->arrival, blk->disk->size, e)) < 0) {
 			disk__close(blk->disk);
 			free(blk);
 			return r;
 		}
 		blk->track[BLK_TRACKER_ARRIVAL] = &blk->arrival;
+		snprintf(blk->gen, sizeof(blk->gen), "%s", dc->gen);
 	}
 	c->size_max = VIRTIO_BLK_SIZE_MAX;
 	c->seg_max = VIRTIO_BLK_SEG_MAX;
@@ -172,11 +210,30 @@ int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *
 	return 0;
 }
 
+/* After the device stopped: no write is in flight. A VM that never ran here
+ * leaves a record only if it took one (an incoming migration that failed
+ * must leave nothing beside the files it removes). */
+static void leave_record(struct virtio_blk *blk)
+{
+	struct vm *vm = blk->vm;
+	if (!blk->track[BLK_TRACKER_ARRIVAL])
+		return;
+	pthread_mutex_lock(&vm->lock);
+	bool leave = !vm->handed_off && (vm->started_ns || blk->took_record);
+	pthread_mutex_unlock(&vm->lock);
+	if (!leave)
+		return;
+	struct err e = { 0 };
+	if (blk_changes__save(blk->disk->path, blk->disk->fd, blk->gen, &blk->arrival, &e) < 0)
+		pr_warn("disk %s: %s: a move back will need a full copy", blk->disk->id, e.msg);
+}
+
 void virtio_blk__destroy(struct virtio_blk *blk)
 {
 	if (!blk)
 		return;
 	virtio_pci__exit(&blk->vp);
+	leave_record(blk);
 	disk__close(blk->disk);
 	blk_track__free(&blk->arrival);
 	free(blk);

@@ -170,6 +170,7 @@ static int create(struct vm **out, struct vm_config *cfg, bool boot, struct err 
 		return err__set(e, ENOMEM, "out of memory");
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->cfg = cfg;
+	vm->cold_boot = boot;
 	vm->mem.memfd = -1;
 	vm->serial_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);

@@ -46,6 +46,8 @@ struct virtio_blk {
 	 * (virtio_blk__set_tracker), so no request is in flight meanwhile. */
 	struct blk_track *track[BLK_TRACKERS];
 	struct blk_track arrival;	/* track[ARRIVAL] points here when used */
+	char gen[DISK_GEN_MAX];		/* the arrival's generation, with `arrival` */
+	bool took_record;		/* arrival came from PATH.vmhop-changes */
 	struct disk *disk;
 	struct virtio_blk_config cfg;	/* built from the disk at creation */
 	struct virtq_elem elem;		/* the request being served */
@@ -55,9 +57,10 @@ struct virtio_blk {
 
 /* Opens the disk, builds the PCI function on vm->pci (which must exist) and
  * appends it to vm->blk[]. */
-int virtio_blk__create(struct vm *vm, const struct disk_config *dc, struct err *e);
+int virtio_blk__create(struct vm *vm, struct disk_config *dc, struct err *e);
 /* Stops the device, removes it from the bus and closes the disk. Does not
- * touch vm->blk[]. */
+ * touch vm->blk[]. A disk that arrived by copy leaves its change record
+ * when the VM ran here and was not handed to a migration's destination. */
 void virtio_blk__destroy(struct virtio_blk *blk);
 /* Installs (t) or removes (NULL) a write tracker; returns the one it
  * replaced. Waits for the request in flight, if any. */

@@ -79,6 +79,9 @@ struct vm {
 	vm_stop_fn on_stop;
 	void *on_stop_opaque;
 	uint64_t started_ns;
+	/* Created to boot (vm__create): a writable disk takes the change record
+	 * a VM that ended on it left (vmhop/blk-changes.h). */
+	bool cold_boot;
 	int serial_fd;
 	struct vm_sections *sections;	/* state-section registry and buffers */
 	/* MSRs a save reads: the same for every vCPU of this VM, so probed once

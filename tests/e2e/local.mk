@@ -20,10 +20,11 @@ E2E_TESTS = \
 	tests/e2e/test-migrate-diskcopy.py \
 	tests/e2e/test-migrate-diskcopy-faults.py \
 	tests/e2e/test-migrate-diskcopy-back.py \
+	tests/e2e/test-migrate-diskcopy-restart.py \
 	tests/e2e/test-migrate-channels.py \
 	tests/e2e/test-compat-live.py \
 	tests/e2e/test-compat-check.py
 TESTS += $(E2E_TESTS)
-EXTRA_DIST += $(E2E_TESTS) tests/e2e/vmhoptest.py tests/e2e/README.md
+EXTRA_DIST += $(E2E_TESTS) tests/e2e/vmhoptest.py tests/e2e/diskback.py tests/e2e/README.md
 # The tests import vmhoptest from their own directory.
 PY_LOG_COMPILER = env PYTHONPATH=$(abs_top_srcdir)/tests/e2e $(PYTHON3)

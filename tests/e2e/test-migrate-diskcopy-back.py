@@ -12,12 +12,7 @@ import subprocess
 import sys
 
 import vmhoptest as t
-
-MIB = 8
-REGION = MIB << 20
-RATE = 4 << 20
-GUEST = (f"seconds=0 dirty=16M rate=10M verify=1 disk=rw disk_mib={MIB} disk_loop=1 "
-         f"disk_rate={RATE} hb=100")
+from diskback import MIB, REGION, Hosts, host_data, rewrite_region
 
 
 def sha(path):
@@ -25,38 +20,9 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def host_data(path):
-    with open(path, "rb") as f:
-        f.seek(32 << 20)
-        return hashlib.sha256(f.read(16 << 20)).hexdigest()
-
-
-def rewrite_region(vm):
-    """Waits until the guest has rewritten its whole region since now."""
-    vm.wait_line(r"^HB seq=")
-    seq = max(vm.heartbeats())
-    vm.wait_line(r"^HB seq=", after=seq + int(10 * (REGION / RATE) * 1.5) + 5)
-
-
 def test(ctx):
-    a_img = ctx.path("a.img")
-    with open(a_img, "wb") as f:
-        f.truncate(64 << 20)
-        f.seek(32 << 20)
-        f.write(os.urandom(16 << 20))
-    data0 = host_data(a_img)
-    bdir = ctx.path("host-b")
-    os.mkdir(bdir)
-    b_img = os.path.join(bdir, "data.img")
-
-    a = ctx.run_vm(["--kernel", t.GUEST, "--memory", "256M", "--disk", f"{a_img},id=data,cache=none",
-                    "--cmdline", GUEST], name="a")
-    a.wait_line(r"^DISK ok")
-    b = ctx.recv_vm(["--disk-dir", bdir], name="b")
-    rc, s, err = ctx.migrate(a, b.uri, ["--copy-disk", "data"])
-    full = s and s.get("disk_bytes_sent", 0)
-    t.check(rc == 0 and full >= (16 << 20) + REGION,
-            f"A -> B copies the disk in full ({full} bytes; {s and s.get('error')})")
+    h = Hosts(ctx)
+    a_img, data0, bdir, b_img, a, b, full = h.a_img, h.data0, h.bdir, h.b_img, h.a, h.b, h.full
     t.check(a.wait_exit() == 0 and os.path.exists(a_img + ".vmhop-gen"),
             "A's process ends, leaving a generation record beside its image")
     rewrite_region(b)

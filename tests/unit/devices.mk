@@ -1,11 +1,12 @@
 # Check suites for the PCI bus, GSI routing, virtio-pci, virtqueues,
-# virtio-blk and the disk backend. Only test-virtio-kvm needs /dev/kvm: the others build a VM
+# virtio-blk, the disk backend and an arrived disk's change record. Only test-virtio-kvm needs /dev/kvm: the others build a VM
 # from guest RAM and buses only and play the guest driver themselves;
 # test-virtio-kvm checks the ioctls on a real VM and skips (77) without it.
 # Included from tests/unit/local.mk.
 DEVICE_TESTS = \
 	tests/unit/test-pci \
 	tests/unit/test-disk \
+	tests/unit/test-blk-changes \
 	tests/unit/test-virtio-ring \
 	tests/unit/test-virtio-pci \
 	tests/unit/test-virtio-blk \
@@ -23,6 +24,9 @@ tests_unit_test_pci_LDADD = $(DEVICE_TEST_LIBS)
 tests_unit_test_disk_SOURCES = tests/unit/test-disk.c
 tests_unit_test_disk_CFLAGS = $(DEVICE_TEST_CFLAGS)
 tests_unit_test_disk_LDADD = $(DEVICE_TEST_LIBS)
+tests_unit_test_blk_changes_SOURCES = tests/unit/test-blk-changes.c
+tests_unit_test_blk_changes_CFLAGS = $(DEVICE_TEST_CFLAGS)
+tests_unit_test_blk_changes_LDADD = $(DEVICE_TEST_LIBS)
 tests_unit_test_virtio_ring_SOURCES = tests/unit/test-virtio-ring.c
 tests_unit_test_virtio_ring_CFLAGS = $(DEVICE_TEST_CFLAGS)
 tests_unit_test_virtio_ring_LDADD = $(DEVICE_TEST_LIBS)

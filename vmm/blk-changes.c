@@ -1,0 +1,220 @@
+/* PATH.vmhop-changes: an arrived disk's change record across VM restarts
+ * (include/vmhop/blk-changes.h). Layout, little endian:
+ *   magic "VMHOPCHG" | u32 version (1) | u32 block size | u64 image size |
+ *   u64 st_dev | u64 st_ino | i64 mtime (ns) | gen[32] (hex, NUL padded) |
+ *   u64 blocks | u64 words[ceil(blocks / 64)] | u32 CRC32C of all before */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmhop/blk-changes.h"
+#include "vmhop/stream.h"
+#include "vmhop/util.h"
+
+#define MAGIC "VMHOPCHG"
+#define VERSION 1
+#define GEN_FIELD 32
+#define HEAD_SIZE (8 + 4 + 4 + 8 + 8 + 8 + 8 + GEN_FIELD + 8)
+/* A record past this is not ours: 64 KiB blocks of a 64 TiB image. */
+#define MAX_WORDS (1ULL << 24)
+
+struct head {
+	uint32_t version, block;
+	uint64_t size, dev, ino, blocks;
+	int64_t mtime_ns;
+	char gen[GEN_FIELD + 1];
+};
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void record_path(const char *path, char *out, size_t size)
+{
+	snprintf(out, size, "%s%s", path, BLK_CHANGES_SUFFIX);
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+static void encode_head(uint8_t *p, const struct head *h)
+{
+	memcpy(p, MAGIC, 8);
+	put32(p + 8, h->version);
+	put32(p + 12, h->block);
+	put64(p + 16, h->size);
+	put64(p + 24, h->dev);
+	put64(p + 32, h->ino);
+	put64(p + 40, (uint64_t)h->mtime_ns);
+	memset(p + 48, 0, GEN_FIELD);
+	memcpy(p + 48, h->gen, strnlen(h->gen, GEN_FIELD));
+	put64(p + 48 + GEN_FIELD, h->blocks);
+}
+
+/* Why a record does not describe this image, or NULL when it does. */
+static const char *mismatch(const uint8_t *buf, size_t len, const struct stat *st,
+			    const struct blk_track *t, struct head *h)
+{
+	if (len < HEAD_SIZE + 4 || memcmp(buf, MAGIC, 8))
+		return "not a change record";
+	h->version = get32(buf + 8);
+	h->block = get32(buf + 12);
+	h->size = get64(buf + 16);
+	h->dev = get64(buf + 24);
+	h->ino = get64(buf + 32);
+	h->mtime_ns = (int64_t)get64(buf + 40);
+	memcpy(h->gen, buf + 48, GEN_FIELD);
+	h->gen[GEN_FIELD] = 0;
+	h->blocks = get64(buf + 48 + GEN_FIELD);
+	if (h->version != VERSION)
+		return "a change record of another version";
+	if (h->blocks > MAX_WORDS * 64 || len != HEAD_SIZE + (h->blocks + 63) / 64 * 8 + 4)
+		return "a change record of the wrong length (truncated?)";
+	if (crc32c__update(0, buf, len - 4) != get32(buf + len - 4))
+		return "a change record with a bad checksum";
+	if (h->block != BLK_TRACK_BLOCK || h->blocks != t->nblocks || !h->gen[0])
+		return "a change record for another block size or disk size";
+	if (h->size != (uint64_t)st->st_size || h->dev != (uint64_t)st->st_dev ||
+	    h->ino != (uint64_t)st->st_ino || h->mtime_ns != mtime_ns(st))
+		return "the image was written or replaced since the record was saved";
+	return NULL;
+}
+
+int blk_changes__take(const char *path, int image_fd, struct blk_track *t, char *gen,
+		      size_t gen_size, struct err *why)
+{
+	char rec[4200];
+	record_path(path, rec, sizeof(rec));
+	int fd = open(rec, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : err__setsys(why, errno, "opening %s", rec);
+	struct stat st, rst;
+	uint8_t *buf = NULL;
+	int rc = 0;
+	if (fstat(image_fd, &st) < 0 || fstat(fd, &rst) < 0)
+		rc = err__setsys(why, errno, "stat of %s or its change record", path);
+	else if ((uint64_t)rst.st_size > HEAD_SIZE + MAX_WORDS * 8 + 4)
+		rc = 0;		/* mismatch() names it below */
+	else if (!(buf = malloc((size_t)rst.st_size + 1)))
+		rc = err__set(why, ENOMEM, "out of memory");
+	else if ((rc = util__read_all(fd, buf, (size_t)rst.st_size)) < 0)
+		rc = err__setsys(why, -rc, "reading %s", rec);
+	close(fd);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	struct head h;
+	const char *bad = buf ? mismatch(buf, (size_t)rst.st_size, &st, t, &h) :
+				"a change record of the wrong length (truncated?)";
+	if (!bad && strlen(h.gen) >= gen_size)
+		bad = "a change record with an overlong generation";
+	if (!bad) {
+		uint64_t words = blk_track__words(t);
+		uint64_t *bits = malloc(words ? words * 8 : 8);
+		if (!bits) {
+			free(buf);
+			return err__set(why, ENOMEM, "out of memory");
+		}
+		for (uint64_t i = 0; i < words; i++)
+			bits[i] = get64(buf + HEAD_SIZE + i * 8);
+		blk_track__give_back(t, bits);
+		free(bits);
+		snprintf(gen, gen_size, "%s", h.gen);
+	}
+	free(buf);
+	/* Taken or not, it must not outlive this open: the running VM's own
+	 * tracker is the truth from now on. */
+	if (unlink(rec) < 0)
+		return err__setsys(why, errno, "removing %s", rec);
+	if (bad) {
+		err__set(why, ESTALE, "%s: %s", rec, bad);
+		return 0;
+	}
+	return 1;
+}
+
+int blk_changes__save(const char *path, int image_fd, const char *gen, const struct blk_track *t,
+		      struct err *e)
+{
+	if (fdatasync(image_fd) < 0)
+		return err__setsys(e, errno, "syncing %s", path);
+	struct stat st;
+	if (fstat(image_fd, &st) < 0)
+		return err__setsys(e, errno, "stat of %s", path);
+	if (strlen(gen) > GEN_FIELD)
+		return err__set(e, EINVAL, "generation %s is too long", gen);
+	struct head h = { .version = VERSION, .block = BLK_TRACK_BLOCK, .size = (uint64_t)st.st_size,
+			  .dev = (uint64_t)st.st_dev, .ino = (uint64_t)st.st_ino,
+			  .mtime_ns = mtime_ns(&st), .blocks = t->nblocks };
+	snprintf(h.gen, sizeof(h.gen), "%s", gen);
+	uint64_t words = blk_track__words(t);
+	size_t len = HEAD_SIZE + words * 8 + 4;
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return err__set(e, ENOMEM, "out of memory");
+	encode_head(buf, &h);
+	for (uint64_t i = 0; i < words; i++)
+		put64(buf + HEAD_SIZE + i * 8, atomic_load(&t->bits[i]));
+	put32(buf + len - 4, crc32c__update(0, buf, len - 4));
+
+	char rec[4200], tmp[4220];
+	record_path(path, rec, sizeof(rec));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", rec);
+	int rc = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		rc = err__setsys(e, errno, "creating %s", tmp);
+	else {
+		if ((rc = util__write_all(fd, buf, len)) < 0)
+			rc = err__setsys(e, -rc, "writing %s", tmp);
+		else if (fsync(fd) < 0)
+			rc = err__setsys(e, errno, "writing %s", tmp);
+		if (close(fd) < 0 && !rc)
+			rc = err__setsys(e, errno, "writing %s", tmp);
+		if (!rc && rename(tmp, rec) < 0)
+			rc = err__setsys(e, errno, "renaming %s to %s", tmp, rec);
+		if (rc)
+			unlink(tmp);
+	}
+	free(buf);
+	if (!rc) {
+		/* The rename itself must survive a crash too. */
+		char dir[4200];
+		snprintf(dir, sizeof(dir), "%s", rec);
+		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0)
+			rc = err__setsys(e, errno, "syncing the directory of %s", rec);
+		if (dfd >= 0)
+			close(dfd);
+	}
+	return rc;
+}
