@@ -135,6 +135,45 @@ static void ckpt_write__close(struct ckpt_write *c, struct snapshot_stats *st)
 		ckpt_out__close(&c->out);
 }
 
+/* The checkpoint's instant, still paused: the next incremental one counts
+ * from here (if this one fails after all, there is no base to count from
+ * and the next checkpoint must be full). */
+struct instant {
+	struct vm *vm;
+	struct snapshot_chain_info *chain;
+	const char *path;
+	bool include_disks;
+	bool tracking;
+};
+
+static void start_tracking(struct instant *in)
+{
+	struct err te = { 0 };
+	in->tracking = snapshot_track__restart(in->vm, in->chain, in->path, &te) == 0;
+	if (in->tracking)
+		snapshot_track__set_disks(in->vm, in->include_disks);
+}
+
+static void resume_after(struct vm *vm, uint64_t p0, struct snapshot_stats *st)
+{
+	struct err ignore = { 0 };
+	vm__resume(vm, &ignore);
+	st->pause_ns = util__now_ns() - p0;
+}
+
+struct live_instant {
+	struct instant in;
+	struct snapshot_stats *st;
+};
+
+static void live_at_instant(void *opaque, bool paused, uint64_t p0)
+{
+	struct live_instant *li = opaque;
+	start_tracking(&li->in);
+	if (paused)
+		resume_after(li->in.vm, p0, li->st);
+}
+
 int snapshot__create(struct vm *vm, const char *path, const struct snapshot_create_opts *o,
 		     struct snapshot_stats *st, struct err *e)
 {
@@ -179,10 +218,13 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	struct ckpt_write cw;
 	bool writing = false, armed = false;
 	uint64_t p0 = util__now_ns();
+	struct live_instant li = { .in = { .vm = vm, .chain = &chain, .path = path,
+					   .include_disks = o->include_disks }, .st = st };
 	if (!r && o->live) {
 		/* The live write needs the dirty log itself. */
 		snapshot__track_drop(vm);
-		r = snapshot__write_live(vm, fd, o->compress, &chain, st, &paused, &p0, e);
+		r = snapshot__write_live(vm, fd, o->compress, &chain, st, live_at_instant, &li,
+					 &paused, &p0, e);
 	} else if (!r) {
 		armed = snapshot_track__arm(vm);
 		if (was_running && !(r = vm__pause(vm, e)))
@@ -201,26 +243,17 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 		if (!r)
 			r = ckpt_write__body(&cw, vm, o->include_disks, &chain, dirty, e);
 	}
-	/* Still paused at the checkpoint's instant: the next incremental one
-	 * counts from here. If this one fails after all, there is no base to
-	 * count from and the next checkpoint must be full. */
-	bool tracking = false;
-	if (!r) {
-		struct err te = { 0 };
-		tracking = snapshot_track__restart(vm, &chain, path, &te) == 0;
-		if (tracking)
-			snapshot_track__set_disks(vm, o->include_disks);
-	}
+	/* A paused one's instant: still paused (the live write has had its). */
+	if (!r && !o->live)
+		start_tracking(&li.in);
+	bool tracking = li.in.tracking;
 	/* A failed incremental one consumed the changes since its base: the
 	 * next checkpoint has nothing to count from and must be full. Nor has
 	 * one after a failed first checkpoint (the tracker armed for it). */
 	if (r < 0 && (fetched || armed))
 		snapshot__track_drop(vm);
-	if (paused) {
-		struct err ignore = { 0 };
-		vm__resume(vm, &ignore);
-		st->pause_ns = util__now_ns() - p0;
-	}
+	if (paused)
+		resume_after(vm, p0, st);
 	if (writing)
 		ckpt_write__close(&cw, st);
 	if (!r && fsync(fd) < 0)

@@ -152,10 +152,18 @@ int ckpt_out__writer(struct ckpt_out *o, struct stream_io *io, struct stream_wri
 		     struct err *e);
 void ckpt_out__close(struct ckpt_out *o);
 
-/* The live write into an open file (snapshot-live.c): returns with the VM
- * paused (*paused set, *pause_t0 when it stopped) for the caller to resume. */
+/* Called by the live write at the checkpoint's instant: every page and the
+ * device state are in the file, the live dirty log is stopped, and the
+ * vCPUs are still stopped if `paused` (since pause_t0). The callee resumes
+ * them: the END record and its digest are finished while the guest runs. */
+typedef void (*snapshot_instant_fn)(void *opaque, bool paused, uint64_t pause_t0);
+
+/* The live write into an open file (snapshot-live.c). Calls at_instant once
+ * the checkpoint's content is complete; when it fails before that, returns
+ * with the VM paused (*paused set, *pause_t0 when it stopped) for the caller
+ * to resume. */
 int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,
-			 struct snapshot_stats *st, bool *paused, uint64_t *pause_t0,
-			 struct err *e);
+			 struct snapshot_stats *st, snapshot_instant_fn at_instant, void *opaque,
+			 bool *paused, uint64_t *pause_t0, struct err *e);
 
 #endif

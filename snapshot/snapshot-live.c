@@ -74,8 +74,8 @@ static int copy_dirty(struct live *l, uint64_t *copied)
 }
 
 int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_chain_info *chain,
-			 struct snapshot_stats *st, bool *paused_out, uint64_t *pause_t0,
-			 struct err *e)
+			 struct snapshot_stats *st, snapshot_instant_fn at_instant, void *opaque,
+			 bool *paused_out, uint64_t *pause_t0, struct err *e)
 {
 	struct live l = { .vm = vm, .e = e };
 	l.ram = (struct stream_ram){ .host = vm->mem.base, .npages = vm->mem.nr_pages };
@@ -126,18 +126,24 @@ int snapshot__write_live(struct vm *vm, int fd, bool compress, struct snapshot_c
 		rc = copy_dirty(&l, &copied);
 	if (!rc)
 		rc = section__save_except(vm_sections__registry(vm), &l.w, VM_SECTION_CONFIG, e);
-	if (!rc && (rc = stream__finish(&l.w)))
-		rc = writer_err(&l, rc);
-	if (!rc && (rc = stream_stage__flush(&l.stage)) < 0)
-		rc = err__setsys(e, -rc, "writing the checkpoint");
-	/* The caller resumes the guest, once it has named the file and
-	 * started tracking from this instant. */
-	*paused_out = paused;
-	*pause_t0 = p0;
+	/* Stopped before the instant: the caller may start its own tracking
+	 * on the same slots there. */
 	if (logging) {
 		struct err ignore = { 0 };
 		dirty_log__stop(&l.dl, &ignore);
 	}
+	/* The content is complete: the guest may run while the END record
+	 * waits for the digest threads and the last stage reaches the file. */
+	if (!rc) {
+		at_instant(opaque, paused, p0);
+		paused = false;
+	}
+	if (!rc && (rc = stream__finish(&l.w)))
+		rc = writer_err(&l, rc);
+	if (!rc && (rc = stream_stage__flush(&l.stage)) < 0)
+		rc = err__setsys(e, -rc, "writing the checkpoint");
+	*paused_out = paused;
+	*pause_t0 = p0;
 	dirty_log__destroy(&l.dl);
 	free(l.bm);
 	if (encoder) {
