@@ -102,6 +102,8 @@ static const char *mismatch(const uint8_t *buf, size_t len, const struct stat *s
 		return "a change record with a bad checksum";
 	if (h->block != BLK_TRACK_BLOCK || h->blocks != t->nblocks || !h->gen[0])
 		return "a change record for another block size or disk size";
+	if (!S_ISREG(st->st_mode))
+		return "the image is not a regular file (its times do not show writes)";
 	if (h->size != (uint64_t)st->st_size || h->dev != (uint64_t)st->st_dev ||
 	    h->ino != (uint64_t)st->st_ino || h->mtime_ns != mtime_ns(st))
 		return "the image was written or replaced since the record was saved";
@@ -165,11 +167,17 @@ int blk_changes__take(const char *path, int image_fd, struct blk_track *t, char 
 int blk_changes__save(const char *path, int image_fd, const char *gen, const struct blk_track *t,
 		      struct err *e)
 {
-	if (fdatasync(image_fd) < 0)
-		return err__setsys(e, errno, "syncing %s", path);
 	struct stat st;
 	if (fstat(image_fd, &st) < 0)
 		return err__setsys(e, errno, "stat of %s", path);
+	/* A block device's mtime does not move when it is written: nothing
+	 * could tell a record that no longer holds. */
+	if (!S_ISREG(st.st_mode))
+		return err__set(e, ENOTSUP, "%s is not a regular file: no change record is kept for it",
+				path);
+	/* The times recorded are those after the last write is durable. */
+	if (fdatasync(image_fd) < 0 || fstat(image_fd, &st) < 0)
+		return err__setsys(e, errno, "syncing %s", path);
 	if (strlen(gen) > GEN_FIELD)
 		return err__set(e, EINVAL, "generation %s is too long", gen);
 	struct head h = { .version = VERSION, .block = BLK_TRACK_BLOCK, .size = (uint64_t)st.st_size,

@@ -10,7 +10,8 @@
  * a warning. A VM takes the record when it opens the image and removes it at
  * once: from then on its own tracker is the truth, and a VM that ends
  * without saving (killed, or moved away) leaves nothing that could be
- * believed later. Layout: vmm/blk-changes.c; for users: DISK COPY in
+ * believed later. Only regular files get one: a block device's mtime does
+ * not show writes. Layout: vmm/blk-changes.c; for users: DISK COPY in
  * vmhop-migrate-send(1). */
 #ifndef VMHOP_BLK_CHANGES_H
 #define VMHOP_BLK_CHANGES_H

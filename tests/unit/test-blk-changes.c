@@ -1,8 +1,10 @@
 /* PATH.vmhop-changes (vmm/blk-changes.c): what is saved is taken back bit
  * for bit with its generation; a record that does not describe the image as
  * it is (written since, another size, a flipped byte, cut short, another
- * format) is dropped with the reason; taken or dropped, it is gone. */
+ * format, an image that is not a regular file) is dropped with the reason;
+ * taken or dropped, it is gone. */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +181,29 @@ START_TEST(not_a_record)
 }
 END_TEST
 
+/* A block device's times do not show writes: no record is kept for one,
+ * and one found beside it is not believed. (/dev/null stands in.) */
+START_TEST(not_a_regular_file)
+{
+	int dev = open("/dev/null", O_RDWR);
+	ck_assert_int_ge(dev, 0);
+	struct blk_track t;
+	struct err e = { 0 }, why = { 0 };
+	ck_assert_int_eq(blk_track__init(&t, SIZE, &e), 0);
+	ck_assert_int_eq(blk_changes__save(img, dev, "0123abcd", &t, &e), -ENOTSUP);
+	ck_assert_msg(strstr(e.msg, "not a regular file"), "%s", e.msg);
+	ck_assert_int_lt(access(rec, F_OK), 0);
+	save();
+	char gen[33] = "";
+	ck_assert_int_eq(blk_changes__take(img, dev, &t, gen, sizeof(gen), &why), 0);
+	ck_assert_msg(strstr(why.msg, "not a regular file"), "%s", why.msg);
+	ck_assert_int_lt(access(rec, F_OK), 0);
+	ck_assert_uint_eq(blk_track__count(&t), 0);
+	blk_track__free(&t);
+	close(dev);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("blk-changes");
@@ -191,6 +216,7 @@ int main(void)
 	tcase_add_loop_test(tc, flipped_byte, 0, 40);
 	tcase_add_test(tc, cut_short);
 	tcase_add_test(tc, not_a_record);
+	tcase_add_test(tc, not_a_regular_file);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
