@@ -782,10 +782,20 @@ def verdict_fields(line):
     return {k: v for k, v in re.findall(r"(\w+)=(\S+)", line)}
 
 
+def hrtimer_note(m):
+    """The kernel's one-time note that an hrtimer interrupt ran long. After a
+    stop (a checkpoint's pause, a restore, a migration's downtime) the first
+    timer interrupt runs every timer that expired meanwhile, which on L1's
+    TCG-emulated CPUs has taken 12 ms (CI, a restored guest). Not a clock or
+    lockup complaint; one of 100 ms or more still counts as a warning."""
+    h = re.search(r"hrtimer: interrupt took (\d+) ns", m)
+    return h is not None and int(h.group(1)) < 100_000_000
+
+
 def check_kmsg(res, prefix):
     """L2's own log while the workload ran (kmsg_mark .. kmsg_dump): no
-    message of warning level or worse, no lockup/clocksource/virtio/RCU
-    complaint at any level up to notice."""
+    message of warning level or worse (but a short hrtimer_note), no
+    lockup/clocksource/virtio/RCU complaint at any level up to notice."""
     boot = prefixed(res, prefix, r"L2: boot-kmsg: (.*)")
     if boot:
         log(f"L0: L2 boot warnings (before the workload, not judged): {len(boot)}")
@@ -793,7 +803,7 @@ def check_kmsg(res, prefix):
     msgs = [m.group(1) for m in prefixed(res, prefix, r"L2: kmsg: (.*)")]
     for m in msgs:
         log(f"L0: L2 kmsg during the workload: {m}")
-    bad = [m for m in msgs if re.match(r"<[0-4]>", m) or
+    bad = [m for m in msgs if (re.match(r"<[0-4]>", m) and not hrtimer_note(m)) or
            re.search(r"(?i)lockup|clocksource|virtio|rcu|hung task|timekeeping|tsc|watchdog|stall", m)]
     check(not bad, "L2's kernel logged no warning while the workload ran (no lockup, clocksource, virtio "
           "or RCU complaint)" + (f": {bad[0]}" if bad else f" ({len(msgs)} notices)"))
