@@ -20,7 +20,8 @@
 #define VERSION 1
 #define GEN_FIELD 32
 #define HEAD_SIZE (8 + 4 + 4 + 8 + 8 + 8 + 8 + GEN_FIELD + 8)
-/* A record past this is not ours: 64 KiB blocks of a 64 TiB image. */
+/* A header claiming more blocks is not ours (its length would overflow):
+ * 64 KiB blocks of a 64 TiB image. */
 #define MAX_WORDS (1ULL << 24)
 
 struct head {
@@ -29,31 +30,6 @@ struct head {
 	int64_t mtime_ns;
 	char gen[GEN_FIELD + 1];
 };
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void record_path(const char *path, char *out, size_t size)
 {
@@ -68,15 +44,15 @@ static int64_t mtime_ns(const struct stat *st)
 static void encode_head(uint8_t *p, const struct head *h)
 {
 	memcpy(p, MAGIC, 8);
-	put32(p + 8, h->version);
-	put32(p + 12, h->block);
-	put64(p + 16, h->size);
-	put64(p + 24, h->dev);
-	put64(p + 32, h->ino);
-	put64(p + 40, (uint64_t)h->mtime_ns);
+	stream__le32(p + 8, h->version);
+	stream__le32(p + 12, h->block);
+	stream__le64(p + 16, h->size);
+	stream__le64(p + 24, h->dev);
+	stream__le64(p + 32, h->ino);
+	stream__le64(p + 40, (uint64_t)h->mtime_ns);
 	memset(p + 48, 0, GEN_FIELD);
 	memcpy(p + 48, h->gen, strnlen(h->gen, GEN_FIELD));
-	put64(p + 48 + GEN_FIELD, h->blocks);
+	stream__le64(p + 48 + GEN_FIELD, h->blocks);
 }
 
 /* Why a record does not describe this image, or NULL when it does. */
@@ -85,20 +61,20 @@ static const char *mismatch(const uint8_t *buf, size_t len, const struct stat *s
 {
 	if (len < HEAD_SIZE + 4 || memcmp(buf, MAGIC, 8))
 		return "not a change record";
-	h->version = get32(buf + 8);
-	h->block = get32(buf + 12);
-	h->size = get64(buf + 16);
-	h->dev = get64(buf + 24);
-	h->ino = get64(buf + 32);
-	h->mtime_ns = (int64_t)get64(buf + 40);
+	h->version = stream__rd32(buf + 8);
+	h->block = stream__rd32(buf + 12);
+	h->size = stream__rd64(buf + 16);
+	h->dev = stream__rd64(buf + 24);
+	h->ino = stream__rd64(buf + 32);
+	h->mtime_ns = (int64_t)stream__rd64(buf + 40);
 	memcpy(h->gen, buf + 48, GEN_FIELD);
 	h->gen[GEN_FIELD] = 0;
-	h->blocks = get64(buf + 48 + GEN_FIELD);
+	h->blocks = stream__rd64(buf + 48 + GEN_FIELD);
 	if (h->version != VERSION)
 		return "a change record of another version";
 	if (h->blocks > MAX_WORDS * 64 || len != HEAD_SIZE + (h->blocks + 63) / 64 * 8 + 4)
 		return "a change record of the wrong length (truncated?)";
-	if (crc32c__update(0, buf, len - 4) != get32(buf + len - 4))
+	if (crc32c__update(0, buf, len - 4) != stream__rd32(buf + len - 4))
 		return "a change record with a bad checksum";
 	if (h->block != BLK_TRACK_BLOCK || h->blocks != t->nblocks || !h->gen[0])
 		return "a change record for another block size or disk size";
@@ -115,28 +91,24 @@ int blk_changes__take(const char *path, int image_fd, struct blk_track *t, char 
 {
 	char rec[4200];
 	record_path(path, rec, sizeof(rec));
-	int fd = open(rec, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : err__setsys(why, errno, "opening %s", rec);
-	struct stat st, rst;
-	uint8_t *buf = NULL;
-	int rc = 0;
-	if (fstat(image_fd, &st) < 0 || fstat(fd, &rst) < 0)
-		rc = err__setsys(why, errno, "stat of %s or its change record", path);
-	else if ((uint64_t)rst.st_size > HEAD_SIZE + MAX_WORDS * 8 + 4)
-		rc = 0;		/* mismatch() names it below */
-	else if (!(buf = malloc((size_t)rst.st_size + 1)))
-		rc = err__set(why, ENOMEM, "out of memory");
-	else if ((rc = util__read_all(fd, buf, (size_t)rst.st_size)) < 0)
-		rc = err__setsys(why, -rc, "reading %s", rec);
-	close(fd);
-	if (rc < 0) {
-		free(buf);
-		return rc;
+	struct stat st;
+	if (fstat(image_fd, &st) < 0)
+		return err__setsys(why, errno, "stat of %s", path);
+	/* This disk's record is exactly this long: a longer file is not read
+	 * whole, only found too long. */
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = util__read_file(rec, HEAD_SIZE + blk_track__words(t) * 8 + 4, &buf, &len, why);
+	if (rc < 0 && rc != -EFBIG) {
+		if (rc != -ENOENT)
+			return rc;
+		err__clear(why);
+		return 0;
 	}
+	err__clear(why);
 	struct head h;
-	const char *bad = buf ? mismatch(buf, (size_t)rst.st_size, &st, t, &h) :
-				"a change record of the wrong length (truncated?)";
+	const char *bad = rc ? "a change record of the wrong length (truncated?)" :
+			       mismatch((const uint8_t *)buf, len, &st, t, &h);
 	if (!bad && strlen(h.gen) >= gen_size)
 		bad = "a change record with an overlong generation";
 	if (!bad) {
@@ -147,7 +119,7 @@ int blk_changes__take(const char *path, int image_fd, struct blk_track *t, char 
 			return err__set(why, ENOMEM, "out of memory");
 		}
 		for (uint64_t i = 0; i < words; i++)
-			bits[i] = get64(buf + HEAD_SIZE + i * 8);
+			bits[i] = stream__rd64((const uint8_t *)buf + HEAD_SIZE + i * 8);
 		blk_track__give_back(t, bits);
 		free(bits);
 		snprintf(gen, gen_size, "%s", h.gen);
@@ -191,8 +163,8 @@ int blk_changes__save(const char *path, int image_fd, const char *gen, const str
 		return err__set(e, ENOMEM, "out of memory");
 	encode_head(buf, &h);
 	for (uint64_t i = 0; i < words; i++)
-		put64(buf + HEAD_SIZE + i * 8, atomic_load(&t->bits[i]));
-	put32(buf + len - 4, crc32c__update(0, buf, len - 4));
+		stream__le64(buf + HEAD_SIZE + i * 8, atomic_load(&t->bits[i]));
+	stream__le32(buf + len - 4, crc32c__update(0, buf, len - 4));
 
 	char rec[4200], tmp[4220];
 	record_path(path, rec, sizeof(rec));

@@ -128,30 +128,23 @@ static const struct virtio_dev_ops blk_ops = {
 };
 
 /* A VM booted on an image a VM that arrived by copy left behind takes its
- * change record: the blocks written since the arrival, and the generation
- * an incremental move back must match. */
+ * change record into blk->arrival: the blocks written since the arrival,
+ * and the generation (into dc->gen) an incremental move back must match. */
 static int take_record(struct virtio_blk *blk, struct disk_config *dc, struct err *e)
 {
-	int r = blk_track__init(&blk->arrival, blk->disk->size, e);
-	if (r < 0)
-		return r;
 	struct err why = { 0 };
-	r = blk_changes__take(dc->path, blk->disk->fd, &blk->arrival, dc->gen, sizeof(dc->gen), &why);
-	if (r < 0) {
-		blk_track__free(&blk->arrival);
+	int r = blk_changes__take(dc->path, blk->disk->fd, &blk->arrival, dc->gen, sizeof(dc->gen), &why);
+	if (r < 0)
 		return err__set(e, -r, "disk %s: %s", dc->id, why.msg);
+	if (r == 0 && why.msg[0])
+		pr_warn("disk %s: %s: dropped, a move back with --incremental-disks will "
+			"find no generation for it", dc->id, why.msg);
+	if (r == 1) {
+		pr_info("disk %s: %llu block(s) written since it arrived (generation %s), from %s%s",
+			dc->id, (unsigned long long)blk_track__count(&blk->arrival), dc->gen, dc->path,
+			BLK_CHANGES_SUFFIX);
+		blk->took_record = true;
 	}
-	if (r == 0) {
-		if (why.msg[0])
-			pr_warn("disk %s: %s: dropped, a move back with --incremental-disks will "
-				"find no generation for it", dc->id, why.msg);
-		blk_track__free(&blk->arrival);
-		return 0;
-	}
-	pr_info("disk %s: %llu block(s) written since it arrived (generation %s), from %s%s",
-		dc->id, (unsigned long long)blk_track__count(&blk->arrival), dc->gen, dc->path,
-		BLK_CHANGES_SUFFIX);
-	blk->took_record = true;
 	return 0;
 }
 
@@ -170,22 +163,23 @@ int virtio_blk__create(struct vm *vm, struct disk_config *dc, struct err *e)
 	}
 	struct virtio_blk_config *c = &blk->cfg;
 	c->capacity = blk->disk->size / DISK_SECTOR_SIZE;
-	/* A disk that arrived by copy keeps what changes from now on, so it
-	 * can move back by sending only that (migrate/disk-send.c). */
-	if (!dc->readonly && !dc->gen[0] && vm->cold_boot &&
-	    (r = take_record(blk, dc, e)) < 0) {
-		disk__close(blk->disk);
-		free(blk);
-		return r;
-	}
-	if (dc->gen[0] && !dc->readonly) {
-		if (!blk->took_record && (r = blk_track__init(&blk->arrival, blk->disk->size, e)) < 0) {
+	/* A disk that arrived by copy (with this VM, or with one that left
+	 * its change record here) keeps what changes from now on, so it can
+	 * move back by sending only that (migrate/disk-send.c). */
+	if (!dc->readonly && (dc->gen[0] || vm->cold_boot)) {
+		if ((r = blk_track__init(&blk->arrival, blk->disk->size, e)) < 0 ||
+		    (!dc->gen[0] && (r = take_record(blk, dc, e)) < 0)) {
+			blk_track__free(&blk->arrival);
 			disk__close(blk->disk);
 			free(blk);
 			return r;
 		}
-		blk->track[BLK_TRACKER_ARRIVAL] = &blk->arrival;
-		snprintf(blk->gen, sizeof(blk->gen), "%s", dc->gen);
+		if (dc->gen[0]) {
+			blk->track[BLK_TRACKER_ARRIVAL] = &blk->arrival;
+			snprintf(blk->gen, sizeof(blk->gen), "%s", dc->gen);
+		} else {
+			blk_track__free(&blk->arrival);
+		}
 	}
 	c->size_max = VIRTIO_BLK_SIZE_MAX;
 	c->seg_max = VIRTIO_BLK_SEG_MAX;

@@ -1,8 +1,8 @@
 /* PATH.vmhop-changes (vmm/blk-changes.c): what is saved is taken back bit
  * for bit with its generation; a record that does not describe the image as
- * it is (written since, another size, a flipped byte, cut short, another
- * format, an image that is not a regular file) is dropped with the reason;
- * taken or dropped, it is gone. */
+ * it is (written since, another size, a flipped byte, cut short, too long,
+ * another format, an image that is not a regular file) is dropped with the
+ * reason; taken or dropped, it is gone. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -173,6 +173,16 @@ START_TEST(cut_short)
 }
 END_TEST
 
+START_TEST(too_long)
+{
+	save();
+	struct stat st;
+	ck_assert_int_eq(stat(rec, &st), 0);
+	rewrite_record(st.st_size, "more", 4, -1);
+	expect_dropped("wrong length");
+}
+END_TEST
+
 START_TEST(not_a_record)
 {
 	save();
@@ -215,6 +225,7 @@ int main(void)
 	tcase_add_test(tc, other_disk_size);
 	tcase_add_loop_test(tc, flipped_byte, 0, 40);
 	tcase_add_test(tc, cut_short);
+	tcase_add_test(tc, too_long);
 	tcase_add_test(tc, not_a_record);
 	tcase_add_test(tc, not_a_regular_file);
 	suite_add_tcase(s, tc);
