@@ -122,11 +122,7 @@ int disk_sections__write_data(struct stream_writer *w, uint32_t index, uint64_t 
 		stream__put_u8(w, 0);		/* no subsections */
 		stream__rec_end(w);
 	}
-	if (!w->error)
-		return 0;
-	if (w->err.code)
-		return err__set(e, w->err.code, "%s", w->err.msg);
-	return err__set(e, -w->error, "stream error");
+	return stream__writer_err(w, w->error, e);
 }
 
 int disk_sections__write_digest(struct stream_writer *w, const struct disk_digest_sec *d,

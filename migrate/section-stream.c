@@ -15,13 +15,6 @@ static int from_reader(const struct stream_reader *r, int rc, struct err *e)
 	return rc < 0 ? err__set(e, -rc, "stream error") : rc;
 }
 
-static int from_writer(const struct stream_writer *w, int rc, struct err *e)
-{
-	if (w->err.code)
-		return err__set(e, w->err.code, "%s", w->err.msg);
-	return rc < 0 ? err__set(e, -rc, "stream error") : rc;
-}
-
 static int save_entry(const struct section_entry *s, struct stream_writer *w, struct err *e)
 {
 	struct stream_buf b;
@@ -31,7 +24,7 @@ static int save_entry(const struct section_entry *s, struct stream_writer *w, st
 		rc = stream__write_record(w, STREAM_REC_SECTION, 0, b.data, b.len);
 	stream_buf__free(&b);
 	if (rc)
-		return e->code ? rc : from_writer(w, rc, e);
+		return e->code ? rc : stream__writer_err(w, rc, e);
 	return 0;
 }
 
@@ -83,9 +76,9 @@ int section__save_stream(const struct section_registry *reg,
 	if (rc)
 		return rc;
 	if (ram && ram->npages && (rc = stream__mem_write_range(w, enc, ram, 0, ram->npages)))
-		return from_writer(w, rc, e);
+		return stream__writer_err(w, rc, e);
 	if ((rc = stream__finish(w)))
-		return from_writer(w, rc, e);
+		return stream__writer_err(w, rc, e);
 	return 0;
 }
 

@@ -37,6 +37,13 @@ int stream__writer_fail(struct stream_writer *w, int code, const char *fmt, ...)
 	return rc;
 }
 
+int stream__writer_err(const struct stream_writer *w, int rc, struct err *e)
+{
+	if (w->err.code)
+		return err__set(e, w->err.code, "%s", w->err.msg);
+	return rc < 0 ? err__set(e, -rc, "stream error") : rc;
+}
+
 #define fail stream__writer_fail
 
 static void digest(struct stream_writer *w, const void *p, size_t n)

@@ -143,6 +143,7 @@ struct instant {
 	struct snapshot_chain_info *chain;
 	const char *path;
 	bool include_disks;
+	struct snapshot_stats *st;
 	bool tracking;
 };
 
@@ -161,17 +162,13 @@ static void resume_after(struct vm *vm, uint64_t p0, struct snapshot_stats *st)
 	st->pause_ns = util__now_ns() - p0;
 }
 
-struct live_instant {
-	struct instant in;
-	struct snapshot_stats *st;
-};
-
+/* The live write's instant (snapshot_instant_fn). */
 static void live_at_instant(void *opaque, bool paused, uint64_t p0)
 {
-	struct live_instant *li = opaque;
-	start_tracking(&li->in);
+	struct instant *in = opaque;
+	start_tracking(in);
 	if (paused)
-		resume_after(li->in.vm, p0, li->st);
+		resume_after(in->vm, p0, in->st);
 }
 
 int snapshot__create(struct vm *vm, const char *path, const struct snapshot_create_opts *o,
@@ -218,12 +215,12 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	struct ckpt_write cw;
 	bool writing = false, armed = false;
 	uint64_t p0 = util__now_ns();
-	struct live_instant li = { .in = { .vm = vm, .chain = &chain, .path = path,
-					   .include_disks = o->include_disks }, .st = st };
+	struct instant in = { .vm = vm, .chain = &chain, .path = path,
+			      .include_disks = o->include_disks, .st = st };
 	if (!r && o->live) {
 		/* The live write needs the dirty log itself. */
 		snapshot__track_drop(vm);
-		r = snapshot__write_live(vm, fd, o->compress, &chain, st, live_at_instant, &li,
+		r = snapshot__write_live(vm, fd, o->compress, &chain, st, live_at_instant, &in,
 					 &paused, &p0, e);
 	} else if (!r) {
 		armed = snapshot_track__arm(vm);
@@ -245,8 +242,7 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	}
 	/* A paused one's instant: still paused (the live write has had its). */
 	if (!r && !o->live)
-		start_tracking(&li.in);
-	bool tracking = li.in.tracking;
+		start_tracking(&in);
 	/* A failed incremental one consumed the changes since its base: the
 	 * next checkpoint has nothing to count from and must be full. Nor has
 	 * one after a failed first checkpoint (the tracker armed for it). */
@@ -267,7 +263,7 @@ int snapshot__create(struct vm *vm, const char *path, const struct snapshot_crea
 	unlink(tmp);
 	if (!r)
 		r = fsync_dir(path, e);
-	if (r < 0 && tracking)
+	if (r < 0 && in.tracking)
 		snapshot__track_drop(vm);
 	free(tmp);
 	memcpy(st->uuid, chain.uuid, sizeof(st->uuid));

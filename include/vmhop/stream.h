@@ -241,6 +241,9 @@ int stream__flush(struct stream_writer *w);
 /* Records an error in the writer (for callers that produce payload). */
 int stream__writer_fail(struct stream_writer *w, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Into e: the writer's own message when it has one, else "stream error"
+ * for a negative rc. Returns the error (negative), or rc when it is not. */
+int stream__writer_err(const struct stream_writer *w, int rc, struct err *e);
 
 /* ---- reader (stream-read.c) ----------------------------------------------- */
 
