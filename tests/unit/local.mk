@@ -6,6 +6,8 @@ include tests/unit/migrate.mk
 include tests/unit/harness.mk
 include tests/unit/compat.mk
 include tests/unit/schedule.mk
+# The end of each Check program's main, shared (check_run).
+EXTRA_DIST += tests/unit/check-run.h
 # The evacuation planner (agent/plan.c).
 check_PROGRAMS += tests/unit/test-evacuate-plan
 TESTS += tests/unit/test-evacuate-plan

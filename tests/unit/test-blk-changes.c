@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/unit/check-run.h"
 #include "vmhop/blk-changes.h"
 #include "vmhop/util.h"
 
@@ -229,9 +230,5 @@ int main(void)
 	tcase_add_test(tc, not_a_record);
 	tcase_add_test(tc, not_a_regular_file);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

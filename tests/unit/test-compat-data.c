@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "tests/unit/check-run.h"
 #include "test-compat-util.h"
 #include "vmhop/cpuid.h"
 
@@ -387,9 +388,5 @@ int main(void)
 	tcase_add_test(tc, profile_mutations);
 	tcase_add_test(tc, profile_collect);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

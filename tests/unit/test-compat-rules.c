@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "tests/unit/check-run.h"
 #include "test-compat-util.h"
 #include "vmhop/vm-config-json.h"
 
@@ -534,9 +535,5 @@ int main(void)
 	tcase_add_test(tc, report_outputs);
 	tcase_add_test(tc, vm_description);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

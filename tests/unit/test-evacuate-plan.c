@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "agent/plan.h"
 #include "test-compat-util.h"
 #include "vmhop/util.h"
@@ -281,9 +282,5 @@ int main(void)
 	tcase_add_test(tc, bad_input);
 	tcase_add_test(tc, scheduler_limits);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

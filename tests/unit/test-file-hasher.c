@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "tests/unit/check-run.h"
 #include "vmhop/file-hasher.h"
 #include "vmhop/stream-hash.h"
 #include "vmhop/stream.h"
@@ -200,9 +201,5 @@ int main(void)
 	tcase_add_test(tc, hasher_errors);
 	tcase_add_test(tc, stream_digest_from_threads_verifies);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "vmhop/dirty-log.h"
 #include "vmhop/util.h"
 
@@ -178,9 +179,5 @@ static Suite *bitmap_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(bitmap_suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(bitmap_suite());
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "tests/unit/kvm-harness.h"
 #include "vmhop/dirty-log.h"
 #include "vmhop/util.h"
@@ -317,9 +318,5 @@ static Suite *dirty_log_suite(void)
 int main(void)
 {
 	kvm_harness__require_kvm();
-	SRunner *sr = srunner_create(dirty_log_suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(dirty_log_suite());
 }

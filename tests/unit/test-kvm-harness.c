@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "tests/unit/kvm-harness.h"
 #include "vmhop/util.h"
 
@@ -193,9 +194,5 @@ static Suite *harness_suite(void)
 int main(void)
 {
 	kvm_harness__require_kvm();
-	SRunner *sr = srunner_create(harness_suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(harness_suite());
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "test-stream-util.h"
 
 static char *slurp_conf(size_t *len)
@@ -268,9 +269,5 @@ int main(void)
 	tcase_add_test(tc, exact_messages);
 	tcase_add_test(tc, bad_data);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

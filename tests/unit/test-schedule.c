@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "vmhop/schedule.h"
 
 /* 2026-11-26T01:50:33.123Z */
@@ -261,9 +262,5 @@ int main(void)
 	tcase_add_test(tc, next_kind);
 	tcase_add_test(tc, simulated_run);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

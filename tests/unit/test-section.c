@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "test-stream-util.h"
 #include "vmhop/disk-sections.h"
 
@@ -632,9 +633,5 @@ int main(void)
 	tcase_add_test(tc, whole_stream_with_memory);
 	tcase_add_test(tc, disk_data_by_hand);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

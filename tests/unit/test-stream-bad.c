@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/check-run.h"
 #include "test-stream-util.h"
 
 struct frame {
@@ -374,9 +375,5 @@ int main(void)
 	tcase_add_test(tc, valid_crc_bad_content);
 	tcase_add_test(tc, random_mutations);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "tests/unit/check-run.h"
 #include "test-stream-util.h"
 
 static char out[65536], errbuf[4096];
@@ -133,9 +134,5 @@ int main(void)
 	tcase_add_test(tc, json_output);
 	tcase_add_test(tc, defect_exits_nonzero);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

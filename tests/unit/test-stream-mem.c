@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/unit/check-run.h"
 #include "test-stream-util.h"
 
 struct enc_result {
@@ -304,9 +305,5 @@ int main(void)
 	tcase_add_test(tc, index_random_access);
 	tcase_add_test(tc, index_unsorted_lookup);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

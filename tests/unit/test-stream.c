@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/unit/check-run.h"
 #include "test-stream-util.h"
 
 START_TEST(crc32c_vectors)
@@ -320,9 +321,5 @@ int main(void)
 	tcase_add_test(tc, decode_encode_identical);
 	tcase_add_test(tc, deterministic_encoding);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

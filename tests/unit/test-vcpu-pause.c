@@ -12,6 +12,7 @@
 #include <time.h>
 #include <linux/kvm.h>
 
+#include "tests/unit/check-run.h"
 #include "tests/unit/kvm-harness.h"
 #include "vmhop/io-bus.h"
 #include "vmhop/vcpu.h"
@@ -119,9 +120,5 @@ int main(void)
 	TCase *tc = tcase_create("io-exit");
 	tcase_add_test(tc, pause_finishes_an_in);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

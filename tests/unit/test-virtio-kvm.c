@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/unit/check-run.h"
 #include "vmhop/irq-routing.h"
 #include "vmhop/pci.h"
 #include "test-virtio-util.h"
@@ -207,9 +208,5 @@ int main(void)
 		return 77;
 	}
 	close(fd);
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }
