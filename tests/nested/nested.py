@@ -394,6 +394,7 @@ watchdog() {
 	dog_pid=$!
 }
 up_s() { cut -d' ' -f1 /proc/uptime; }
+dmesg_tail() { dmesg | tail -n 20 | while IFS= read -r l; do say "dmesg: $l"; done; }
 alive() { [ -r /proc/$1/stat ] && ! grep -q ') Z ' /proc/$1/stat; }
 wait_l2_line() {
 	n=0
@@ -1070,15 +1071,14 @@ if [ -e /tmp/ckpt.vmhop ]; then
 		n=$(grep -c 'WL: HB' /tmp/l2-rst.log)
 		if [ "$n" = "$last" ]; then still=$((still + 5)); else still=0; last=$n; fi
 		if [ $still -ge 60 ]; then
-			say "restored guest: no heartbeat for 60 s ($n so far); threads (name state utime stime), 2 s apart:"
+			say "restored guest: no heartbeat for 60 s ($n so far); threads (name state utime stime), 2 s apart, then wchan and kernel stack:"
 			for t in /proc/$rst_pid/task/*; do say "  $(cat $t/comm) $(cut -d' ' -f3,14,15 $t/stat)"; done
 			sleep 2
-			for t in /proc/$rst_pid/task/*; do say "  $(cat $t/comm) $(cut -d' ' -f3,14,15 $t/stat)"; done
 			for t in /proc/$rst_pid/task/*; do
-				say "  $(cat $t/comm) wchan=$(cat $t/wchan 2>/dev/null)"
+				say "  $(cat $t/comm) $(cut -d' ' -f3,14,15 $t/stat) wchan=$(cat $t/wchan 2>/dev/null)"
 				while IFS= read -r l; do say "    $l"; done < $t/stack
 			done
-			dmesg | tail -n 20 | while IFS= read -r l; do say "dmesg: $l"; done
+			dmesg_tail
 			say "status: $(vmhop ctl --control /tmp/rst.sock --json query-status 2>&1)"
 			kill $rst_pid
 			break
@@ -1090,7 +1090,7 @@ if [ -e /tmp/ckpt.vmhop ]; then
 	sleep 1
 	kill $follow_pid 2>/dev/null
 	while IFS= read -r l; do say "restore: $l"; done < /tmp/rst.err
-	[ $rrc = 0 ] || dmesg | tail -n 20 | while IFS= read -r l; do say "dmesg: $l"; done
+	[ $rrc = 0 ] || dmesg_tail
 	say "restore-exit=$rrc uptime=$(up_s)"
 fi
 """.replace("CKPT_AT", str(CKPT_AT)).replace("RUN_ON", str(RUN_ON))
