@@ -32,6 +32,16 @@ def test(ctx):
     expect(ctx, ["run", "--kernel", g, "--disk", ctx.path("nodir/d.img")], 1, "d.img",
            what="unreadable disk (missing file)")
     expect(ctx, ["run", "--kernel", g, "--disk", ctx.tmp], 1, ctx.tmp, what="unreadable disk (a directory)")
+    # A change record beside the image that cannot be read: the VM does not
+    # start as if the disk had no history, and the image is left alone.
+    img = ctx.path("rec.img")
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    os.mkdir(img + ".vmhop-changes")
+    expect(ctx, ["run", "--kernel", g, "--disk", img], 1, img + ".vmhop-changes",
+           what="unreadable change record")
+    t.check(os.path.getsize(img) == 1 << 20 and os.path.isdir(img + ".vmhop-changes"),
+            "the image and the unreadable record are untouched")
     for bad in ("12X", "1.5G", "-1G", "", "1M1"):
         expect(ctx, ["run", "--kernel", g, "--memory", bad], 2, "--memory", what=f"--memory '{bad}'")
     expect(ctx, ["run", "--kernel", g, "--cpus", "0"], 2, "--cpus", what="--cpus 0")

@@ -38,6 +38,7 @@ static void teardown(void)
 {
 	close(fd);
 	unlink(rec);
+	rmdir(rec);
 	unlink(img);
 	rmdir(dir);
 }
@@ -184,6 +185,22 @@ START_TEST(too_long)
 }
 END_TEST
 
+/* A record that cannot be read is an error naming it, not a missing one:
+ * the VM does not start believing the disk has no history. */
+START_TEST(unreadable)
+{
+	ck_assert_int_eq(mkdir(rec, 0700), 0);
+	struct blk_track t;
+	struct err e = { 0 }, why = { 0 };
+	char gen[33] = "";
+	ck_assert_int_eq(blk_track__init(&t, SIZE, &e), 0);
+	ck_assert_int_eq(blk_changes__take(img, fd, &t, gen, sizeof(gen), &why), -EISDIR);
+	ck_assert_msg(strstr(why.msg, rec), "%s", why.msg);
+	ck_assert_str_eq(gen, "");
+	blk_track__free(&t);
+}
+END_TEST
+
 START_TEST(not_a_record)
 {
 	save();
@@ -229,6 +246,7 @@ int main(void)
 	tcase_add_test(tc, too_long);
 	tcase_add_test(tc, not_a_record);
 	tcase_add_test(tc, not_a_regular_file);
+	tcase_add_test(tc, unreadable);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }
